@@ -1,0 +1,206 @@
+//! One `Config`, read once from `MICROBADGER_*` environment variables (and CLI flags that
+//! override them). Every variable is listed in [`VARIABLES`] with its default; `README.md`
+//! carries the same table. Production backends are switched on by the presence of their URL.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+/// Every environment variable microbadger reads, its default, and what it does.
+pub const VARIABLES: &[(&str, &str, &str)] = &[
+    (
+        "MICROBADGER_ALLOW_REGISTRIES",
+        "docker.io,ghcr.io,quay.io,gcr.io,registry.k8s.io,public.ecr.aws,mcr.microsoft.com",
+        "Comma list of registry hosts (host[:port]) that may be inspected.",
+    ),
+    (
+        "MICROBADGER_INSECURE_REGISTRIES",
+        "",
+        "Comma list of hosts spoken to over plain HTTP. They are allowed too, including on private addresses.",
+    ),
+    (
+        "MICROBADGER_PRIVATE_REGISTRIES",
+        "",
+        "Comma list of allowed hosts that may resolve to loopback, private or link-local addresses (HTTPS).",
+    ),
+    (
+        "MICROBADGER_DOCKER_CONFIG",
+        "~/.docker/config.json",
+        "Docker config.json with registry credentials (`auths`), as docker, skopeo and crane read it.",
+    ),
+    (
+        "MICROBADGER_MAX_MANIFEST_BYTES",
+        "4194304",
+        "Largest manifest or index accepted, in bytes.",
+    ),
+    (
+        "MICROBADGER_MAX_CONFIG_BYTES",
+        "4194304",
+        "Largest image config blob accepted, in bytes.",
+    ),
+    (
+        "MICROBADGER_MAX_TAGS",
+        "1000",
+        "Most tags listed per repository (pages are followed up to this cap).",
+    ),
+    (
+        "MICROBADGER_CONNECT_TIMEOUT_SECS",
+        "5",
+        "TCP+TLS connect timeout for registry requests.",
+    ),
+    (
+        "MICROBADGER_REQUEST_TIMEOUT_SECS",
+        "30",
+        "Total timeout for one registry request, body included.",
+    ),
+    (
+        "MICROBADGER_REGISTRY_RETRIES",
+        "3",
+        "Retries after a 5xx, 429 or network error (exponential backoff with jitter).",
+    ),
+    (
+        "MICROBADGER_MAX_RETRY_AFTER_SECS",
+        "60",
+        "Longest Retry-After honoured; a longer one fails the request as rate-limited.",
+    ),
+    (
+        "MICROBADGER_HUB_API_URL",
+        "https://hub.docker.com",
+        "Docker Hub's web API (description, stars, pulls) for docker.io images.",
+    ),
+];
+
+/// Resolved configuration.
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub registry: RegistryConfig,
+}
+
+/// Everything the registry client needs.
+#[derive(Debug, Clone)]
+pub struct RegistryConfig {
+    /// Registries that may be inspected (`host[:port]`, lower case).
+    pub allow: Vec<String>,
+    /// Registries spoken to over plain HTTP (implicitly allowed, private addresses permitted).
+    pub insecure: Vec<String>,
+    /// Allowed registries that may resolve to private addresses.
+    pub private: Vec<String>,
+    /// Path of the Docker `config.json` holding credentials, if any.
+    pub docker_config: Option<PathBuf>,
+    pub max_manifest_bytes: u64,
+    pub max_config_bytes: u64,
+    pub max_tags: usize,
+    pub connect_timeout: Duration,
+    pub request_timeout: Duration,
+    pub retries: u32,
+    pub max_retry_after: Duration,
+    /// Base URL of Docker Hub's repository API.
+    pub hub_api_url: String,
+}
+
+/// A configuration value that could not be understood.
+#[derive(Debug, thiserror::Error)]
+#[error("{var}: {reason}")]
+pub struct ConfigError {
+    pub var: &'static str,
+    pub reason: String,
+}
+
+fn default_of(var: &str) -> &'static str {
+    VARIABLES
+        .iter()
+        .find(|(name, _, _)| *name == var)
+        .map(|(_, default, _)| *default)
+        .unwrap_or("")
+}
+
+impl Config {
+    /// Read the configuration from the process environment.
+    pub fn from_env() -> Result<Self, ConfigError> {
+        Self::from_lookup(|k| std::env::var(k).ok())
+    }
+
+    /// Read the configuration through `get` (the environment, or a map in tests).
+    pub fn from_lookup(get: impl Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
+        let value = |var: &'static str| get(var).unwrap_or_else(|| default_of(var).to_string());
+        let list = |var: &'static str| -> Vec<String> {
+            value(var)
+                .split(',')
+                .map(|s| s.trim().to_ascii_lowercase())
+                .filter(|s| !s.is_empty())
+                .collect()
+        };
+        let number = |var: &'static str| -> Result<u64, ConfigError> {
+            let raw = value(var);
+            raw.trim().parse().map_err(|_| ConfigError {
+                var,
+                reason: format!("expected a whole number, got {raw:?}"),
+            })
+        };
+        let docker_config = match get("MICROBADGER_DOCKER_CONFIG") {
+            Some(p) if !p.is_empty() => Some(PathBuf::from(p)),
+            Some(_) => None,
+            None => get("HOME").map(|home| PathBuf::from(home).join(".docker/config.json")),
+        };
+        Ok(Config {
+            registry: RegistryConfig {
+                allow: list("MICROBADGER_ALLOW_REGISTRIES"),
+                insecure: list("MICROBADGER_INSECURE_REGISTRIES"),
+                private: list("MICROBADGER_PRIVATE_REGISTRIES"),
+                docker_config,
+                max_manifest_bytes: number("MICROBADGER_MAX_MANIFEST_BYTES")?,
+                max_config_bytes: number("MICROBADGER_MAX_CONFIG_BYTES")?,
+                max_tags: number("MICROBADGER_MAX_TAGS")? as usize,
+                connect_timeout: Duration::from_secs(number("MICROBADGER_CONNECT_TIMEOUT_SECS")?),
+                request_timeout: Duration::from_secs(number("MICROBADGER_REQUEST_TIMEOUT_SECS")?),
+                retries: number("MICROBADGER_REGISTRY_RETRIES")? as u32,
+                max_retry_after: Duration::from_secs(number("MICROBADGER_MAX_RETRY_AFTER_SECS")?),
+                hub_api_url: value("MICROBADGER_HUB_API_URL").trim_end_matches('/').to_string(),
+            },
+        })
+    }
+}
+
+impl Default for RegistryConfig {
+    fn default() -> Self {
+        Config::from_lookup(|_| None)
+            .expect("built-in defaults parse")
+            .registry
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::HashMap;
+
+    #[test]
+    fn defaults_allow_the_public_registries() {
+        let c = Config::from_lookup(|_| None).unwrap();
+        assert!(c.registry.allow.contains(&"docker.io".to_string()));
+        assert!(c.registry.allow.contains(&"mcr.microsoft.com".to_string()));
+        assert_eq!(c.registry.max_config_bytes, 4 * 1024 * 1024);
+        assert_eq!(c.registry.max_tags, 1000);
+        assert!(c.registry.insecure.is_empty());
+    }
+
+    #[test]
+    fn lists_are_trimmed_and_lowercased() {
+        let env: HashMap<&str, &str> = [
+            ("MICROBADGER_ALLOW_REGISTRIES", " Ghcr.io , ,127.0.0.1:5000"),
+            ("MICROBADGER_MAX_TAGS", "7"),
+        ]
+        .into();
+        let c = Config::from_lookup(|k| env.get(k).map(|v| v.to_string())).unwrap();
+        assert_eq!(c.registry.allow, vec!["ghcr.io", "127.0.0.1:5000"]);
+        assert_eq!(c.registry.max_tags, 7);
+    }
+
+    #[test]
+    fn bad_numbers_name_the_variable() {
+        let err = Config::from_lookup(|k| {
+            (k == "MICROBADGER_MAX_CONFIG_BYTES").then(|| "lots".to_string())
+        })
+        .unwrap_err();
+        assert!(err.to_string().starts_with("MICROBADGER_MAX_CONFIG_BYTES"));
+    }
+}
