@@ -67,6 +67,11 @@ pub const VARIABLES: &[(&str, &str, &str)] = &[
         "https://hub.docker.com",
         "Docker Hub's web API (description, stars, pulls) for docker.io images.",
     ),
+    (
+        "MICROBADGER_LOG",
+        "warn",
+        "Log filter in tracing's env-filter syntax (e.g. `info,microbadger=debug`); logs go to stderr.",
+    ),
 ];
 
 /// Resolved configuration.
@@ -154,7 +159,9 @@ impl Config {
                 request_timeout: Duration::from_secs(number("MICROBADGER_REQUEST_TIMEOUT_SECS")?),
                 retries: number("MICROBADGER_REGISTRY_RETRIES")? as u32,
                 max_retry_after: Duration::from_secs(number("MICROBADGER_MAX_RETRY_AFTER_SECS")?),
-                hub_api_url: value("MICROBADGER_HUB_API_URL").trim_end_matches('/').to_string(),
+                hub_api_url: value("MICROBADGER_HUB_API_URL")
+                    .trim_end_matches('/')
+                    .to_string(),
             },
         })
     }
@@ -193,6 +200,26 @@ mod tests {
         let c = Config::from_lookup(|k| env.get(k).map(|v| v.to_string())).unwrap();
         assert_eq!(c.registry.allow, vec!["ghcr.io", "127.0.0.1:5000"]);
         assert_eq!(c.registry.max_tags, 7);
+    }
+
+    #[test]
+    fn readme_documents_every_variable_with_its_default() {
+        let readme = include_str!("../README.md");
+        for (name, default, _) in VARIABLES {
+            let row = readme
+                .lines()
+                .find(|l| l.starts_with(&format!("| `{name}` |")))
+                .unwrap_or_else(|| panic!("README.md has no row for {name}"));
+            let shown = if default.is_empty() {
+                "(empty)".to_string()
+            } else {
+                format!("`{default}`")
+            };
+            assert!(
+                row.contains(&shown),
+                "README.md row for {name} should show {shown}"
+            );
+        }
     }
 
     #[test]

@@ -1,0 +1,502 @@
+//! The command line: clap commands and their terminal output. `main.rs` calls [`main`].
+
+use std::io::{IsTerminal, Write};
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+use serde_json::json;
+
+use crate::config::Config;
+use crate::inspect::{ImageVersion, KeyStatus};
+use crate::reference::ImageRef;
+use crate::registry::{Inspection, PlatformChoice, RegistryClient, RegistryError, hub::HubInfo};
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "microbadger",
+    version,
+    about = "Container-image metadata: labels, layers, compliance and badges"
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// Inspect one image in its registry and print what is inside (no store needed).
+    Inspect {
+        /// Image reference: nginx, user/app:1.2, ghcr.io/org/app, host:5000/a/b@sha256:...
+        image: String,
+        /// Platform of a multi-platform image: os/arch[/variant], or "all".
+        #[arg(long, default_value = "default")]
+        platform: String,
+        /// Print one JSON document instead of the report.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Run the service on this machine (web, worker and scheduler arrive with later issues).
+    Up,
+    /// List every MICROBADGER_* environment variable with its default.
+    Env,
+}
+
+/// Exit codes, so scripts can tell failures apart.
+pub mod exit {
+    pub const OK: u8 = 0;
+    pub const FAILED: u8 = 1;
+    pub const BAD_INPUT: u8 = 2;
+    pub const NOT_FOUND: u8 = 3;
+    pub const UNAUTHORIZED: u8 = 4;
+    pub const NOT_ALLOWED: u8 = 5;
+    pub const UNREACHABLE: u8 = 6;
+}
+
+/// Parse arguments, set up logging, run the command, and map failures to a one-line reason
+/// and an exit code (never a panic or a backtrace).
+pub fn main() -> ExitCode {
+    let cli = Cli::parse();
+    init_tracing();
+    let runtime = match tokio::runtime::Runtime::new() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("microbadger: cannot start the async runtime: {e}");
+            return ExitCode::from(exit::FAILED);
+        }
+    };
+    let code = runtime.block_on(run(cli));
+    ExitCode::from(code)
+}
+
+fn init_tracing() {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("MICROBADGER_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .try_init();
+}
+
+/// Run a parsed command; returns the process exit code.
+pub async fn run(cli: Cli) -> u8 {
+    let config = match Config::from_env() {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("microbadger: configuration: {e}");
+            return exit::BAD_INPUT;
+        }
+    };
+    match cli.command {
+        Command::Inspect {
+            image,
+            platform,
+            json,
+        } => inspect_command(&config, &image, &platform, json).await,
+        Command::Up => {
+            eprintln!(
+                "microbadger up: the web service, worker and scheduler are not built yet.\n\
+                 For now, inspect an image: microbadger inspect nginx"
+            );
+            exit::FAILED
+        }
+        Command::Env => {
+            for (name, default, what) in crate::config::VARIABLES {
+                println!("{name}\n    default: {default:?}\n    {what}");
+            }
+            exit::OK
+        }
+    }
+}
+
+async fn inspect_command(config: &Config, image: &str, platform: &str, json: bool) -> u8 {
+    let reference = match ImageRef::parse(image) {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("microbadger: bad image name: {e}");
+            return exit::BAD_INPUT;
+        }
+    };
+    let choice: PlatformChoice = match platform.parse() {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("microbadger: bad --platform: {e}");
+            return exit::BAD_INPUT;
+        }
+    };
+    let client = match RegistryClient::new(config.registry.clone()) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("microbadger: {e}");
+            return exit::BAD_INPUT;
+        }
+    };
+    let interactive = std::io::stderr().is_terminal() && !json;
+    if interactive {
+        eprint!("Inspecting {} ...", reference.familiar());
+        let _ = std::io::stderr().flush();
+    }
+    let (result, hub) = tokio::join!(
+        client.inspect(&reference, &choice),
+        client.hub_info(&reference)
+    );
+    if interactive {
+        eprint!("\r\x1b[2K");
+    }
+    match result {
+        Ok(inspection) => {
+            let out = if json {
+                serde_json::to_string_pretty(&inspection_json(&inspection, hub.as_ref()))
+                    .expect("JSON values serialise")
+            } else {
+                let style = Style::detect();
+                render_report(&inspection, hub.as_ref(), &style)
+            };
+            println!("{out}");
+            exit::OK
+        }
+        Err(e) => {
+            eprintln!("microbadger: {e}");
+            exit_code_for(&e)
+        }
+    }
+}
+
+/// The exit code for a registry failure.
+pub fn exit_code_for(e: &RegistryError) -> u8 {
+    match e {
+        RegistryError::BadReference(_) => exit::BAD_INPUT,
+        RegistryError::NotFound { .. } | RegistryError::NoMatchingPlatform { .. } => {
+            exit::NOT_FOUND
+        }
+        RegistryError::Unauthorized { .. } | RegistryError::Denied { .. } => exit::UNAUTHORIZED,
+        RegistryError::NotAllowed { .. } | RegistryError::PrivateAddress { .. } => {
+            exit::NOT_ALLOWED
+        }
+        RegistryError::Timeout { .. } | RegistryError::Unreachable { .. } => exit::UNREACHABLE,
+        _ => exit::FAILED,
+    }
+}
+
+/// The `--json` document: MicroBadger-style field names for the selected image, plus every
+/// inspected platform under `Images`.
+pub fn inspection_json(i: &Inspection, hub: Option<&HubInfo>) -> serde_json::Value {
+    let first = i.images.first();
+    let layers: Vec<serde_json::Value> = first
+        .map(|v| {
+            v.layers
+                .iter()
+                .map(|l| json!({"Digest": l.digest, "Size": l.size, "Command": l.command, "MediaType": l.media_type}))
+                .collect()
+        })
+        .unwrap_or_default();
+    let d = first.map(|v| &v.derived);
+    json!({
+        "ImageName": i.reference.familiar_name(),
+        "Registry": i.reference.registry(),
+        "Tag": i.reference.tag_or_default(),
+        "Digest": i.digest,
+        "MediaType": i.media_type,
+        "Platforms": i.platforms.iter().map(|p| p.platform.to_string()).collect::<Vec<_>>(),
+        "Platform": first.and_then(|v| v.platform.as_ref()).map(|p| p.to_string()),
+        "ManifestDigest": first.map(|v| &v.digest),
+        "Labels": first.map(|v| &v.labels),
+        "LayerCount": first.map(|v| v.layer_count),
+        "DownloadSize": first.map(|v| v.download_size),
+        "Layers": layers,
+        "Created": first.and_then(|v| v.created.as_ref()),
+        "Author": first.and_then(|v| v.author.as_ref()),
+        "License": d.and_then(|d| d.license.as_ref()),
+        "VersionControl": d.map(|d| json!({
+            "Url": d.source,
+            "Commit": d.commit,
+            "CommitUrl": d.commit_url,
+        })),
+        "Version": d.and_then(|d| d.version.as_ref()),
+        "Compliance": first.map(|v| &v.compliance),
+        "Hub": hub,
+        "Images": i.images,
+    })
+}
+
+/// Terminal colours, only when writing to a terminal and `NO_COLOR` is unset.
+pub struct Style {
+    color: bool,
+}
+
+impl Style {
+    pub fn detect() -> Self {
+        Style {
+            color: std::io::stdout().is_terminal() && std::env::var_os("NO_COLOR").is_none(),
+        }
+    }
+    pub fn plain() -> Self {
+        Style { color: false }
+    }
+    fn paint(&self, code: &str, s: &str) -> String {
+        if self.color {
+            format!("\x1b[{code}m{s}\x1b[0m")
+        } else {
+            s.to_string()
+        }
+    }
+    fn bold(&self, s: &str) -> String {
+        self.paint("1", s)
+    }
+    fn dim(&self, s: &str) -> String {
+        self.paint("2", s)
+    }
+    fn green(&self, s: &str) -> String {
+        self.paint("32", s)
+    }
+    fn yellow(&self, s: &str) -> String {
+        self.paint("33", s)
+    }
+    fn red(&self, s: &str) -> String {
+        self.paint("31", s)
+    }
+}
+
+/// Remove control characters so hostile label values cannot move the cursor or recolour the
+/// terminal.
+fn clean(s: &str) -> String {
+    s.chars()
+        .map(|c| if c.is_control() { ' ' } else { c })
+        .collect()
+}
+
+/// Shorten to at most `max` characters with an ellipsis.
+fn shorten(s: &str, max: usize) -> String {
+    let s = clean(s);
+    if s.chars().count() <= max {
+        s
+    } else {
+        let mut out: String = s.chars().take(max.saturating_sub(1)).collect();
+        out.push('…');
+        out
+    }
+}
+
+/// Bytes in IEC units, like `docker images` but binary: "12.3 MiB".
+pub fn human_size(bytes: u64) -> String {
+    const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
+    let mut value = bytes as f64;
+    let mut unit = 0;
+    while value >= 1024.0 && unit < UNITS.len() - 1 {
+        value /= 1024.0;
+        unit += 1;
+    }
+    if unit == 0 {
+        format!("{bytes} B")
+    } else {
+        format!("{value:.1} {}", UNITS[unit])
+    }
+}
+
+/// The readable report: summary, labels, compliance with fixes, layers, platforms.
+pub fn render_report(i: &Inspection, hub: Option<&HubInfo>, st: &Style) -> String {
+    let mut out = String::new();
+    let mut line = |s: String| {
+        out.push_str(&s);
+        out.push('\n');
+    };
+    line(st.bold(&format!(
+        "{}:{}",
+        i.reference.familiar_name(),
+        i.reference.tag_or_default()
+    )));
+    line(format!("  {:<13}{}", "digest", i.digest));
+    line(format!("  {:<13}{}", "media type", i.media_type));
+    if !i.platforms.is_empty() {
+        let list: Vec<String> = i.platforms.iter().map(|p| p.platform.to_string()).collect();
+        line(format!("  {:<13}{}", "platforms", list.join(", ")));
+    }
+    if let Some(h) = hub {
+        if let Some(d) = &h.description {
+            line(format!("  {:<13}{}", "description", shorten(d, 100)));
+        }
+        line(format!(
+            "  {:<13}{} stars, {} pulls",
+            "docker hub",
+            h.star_count.map_or("?".into(), |n| n.to_string()),
+            h.pull_count.map_or("?".into(), |n| n.to_string())
+        ));
+    }
+    for v in &i.images {
+        line(String::new());
+        render_version(v, st, &mut line);
+    }
+    out.trim_end().to_string()
+}
+
+fn render_version(v: &ImageVersion, st: &Style, line: &mut impl FnMut(String)) {
+    let platform = v
+        .platform
+        .as_ref()
+        .map(|p| p.to_string())
+        .unwrap_or_else(|| "unknown platform".into());
+    line(st.bold(&format!("== {platform} ({})", short_digest(&v.digest))));
+    line(format!(
+        "  {:<13}{} in {} layers",
+        "download",
+        human_size(v.download_size),
+        v.layer_count
+    ));
+    let d = &v.derived;
+    let mut field = |name: &str, value: Option<String>| {
+        if let Some(value) = value {
+            line(format!("  {name:<13}{}", shorten(&value, 100)));
+        }
+    };
+    field("created", v.created.clone());
+    field("author", v.author.clone());
+    field("name", d.name.clone());
+    field("version", d.version.clone());
+    field("commit", d.commit_url.clone().or(d.commit.clone()));
+    field("source", d.source.clone());
+    field(
+        "license",
+        d.license.as_ref().map(|l| {
+            if l.valid {
+                l.canonical.clone().unwrap_or_else(|| l.expression.clone())
+            } else {
+                format!("{} (not a valid SPDX expression)", l.expression)
+            }
+        }),
+    );
+    if v.legacy_schema1 {
+        line(format!(
+            "  {}",
+            st.yellow("legacy schema-1 manifest: sizes are unknown")
+        ));
+    }
+    for w in &v.warnings {
+        line(format!("  {} {}", st.yellow("warning:"), clean(w)));
+    }
+
+    line(String::new());
+    line(st.bold(&format!("  Labels ({})", v.labels.len())));
+    if v.labels.is_empty() {
+        line(format!("    {}", st.dim("none")));
+    }
+    let width = v
+        .labels
+        .keys()
+        .map(|k| k.chars().count())
+        .max()
+        .unwrap_or(0)
+        .min(48);
+    for (k, val) in &v.labels {
+        line(format!(
+            "    {:<width$}  {}",
+            shorten(k, 48),
+            shorten(val, 80)
+        ));
+    }
+
+    line(String::new());
+    let c = &v.compliance;
+    line(st.bold(&format!("  Compliance: {}%", c.score)));
+    for (name, report) in [
+        ("OCI annotations", &c.oci),
+        ("label-schema rc1", &c.label_schema),
+    ] {
+        line(format!(
+            "    {name}: {}% ({} present, {} missing, {} invalid)",
+            report.score, report.present, report.missing, report.invalid
+        ));
+        for k in report
+            .keys
+            .iter()
+            .filter(|k| k.status == KeyStatus::Invalid)
+        {
+            line(format!(
+                "      {} {} {}",
+                st.red("invalid"),
+                k.key,
+                k.reason.as_deref().map(clean).unwrap_or_default()
+            ));
+        }
+    }
+    for flag in &c.inherited {
+        line(format!(
+            "    {} {}: {}",
+            st.yellow("inherited?"),
+            flag.key,
+            clean(&flag.reason)
+        ));
+    }
+    if !c.oci.fix.dockerfile.is_empty() {
+        line(String::new());
+        line(format!("    {}", st.green("Add to your Dockerfile:")));
+        for l in &c.oci.fix.dockerfile {
+            line(format!("      {l}"));
+        }
+        line(format!(
+            "    {}",
+            st.green("or pass to docker buildx build:")
+        ));
+        for l in &c.oci.fix.buildx {
+            line(format!("      {l}"));
+        }
+    }
+
+    line(String::new());
+    line(st.bold("  Layers"));
+    for (n, l) in v.layers.iter().enumerate() {
+        line(format!(
+            "    {:>3}  {:>10}  {}  {}",
+            n + 1,
+            human_size(l.size),
+            st.dim(&short_digest(&l.digest)),
+            l.command
+                .as_deref()
+                .map(|c| shorten(c, 90))
+                .unwrap_or_default()
+        ));
+    }
+}
+
+fn short_digest(d: &str) -> String {
+    let hex = d.split_once(':').map(|(_, h)| h).unwrap_or(d);
+    hex.chars().take(12).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sizes_are_human() {
+        assert_eq!(human_size(0), "0 B");
+        assert_eq!(human_size(1023), "1023 B");
+        assert_eq!(human_size(1536), "1.5 KiB");
+        assert_eq!(human_size(5 * 1024 * 1024), "5.0 MiB");
+    }
+
+    #[test]
+    fn control_characters_are_removed_and_long_values_shortened() {
+        assert_eq!(clean("a\x1b[31mb\n"), "a [31mb ");
+        assert_eq!(shorten("abcdef", 4), "abc…");
+        assert_eq!(shorten("abc", 4), "abc");
+    }
+
+    #[test]
+    fn exit_codes_distinguish_failures() {
+        assert_eq!(
+            exit_code_for(&RegistryError::NotAllowed {
+                registry: "x".into()
+            }),
+            exit::NOT_ALLOWED
+        );
+        assert_eq!(
+            exit_code_for(&RegistryError::NotFound { what: "x".into() }),
+            exit::NOT_FOUND
+        );
+        assert_eq!(
+            exit_code_for(&RegistryError::Timeout {
+                registry: "x".into()
+            }),
+            exit::UNREACHABLE
+        );
+    }
+}
