@@ -230,6 +230,30 @@ fn token_registry_anonymous_pull_through_issuer() {
     assert!(challenge.contains("error=\"invalid_token\""), "{challenge}");
     issuer.set_issue_expired(false);
 
+    // The OAuth2 form (POST) works too, and fixed credentials reject others.
+    issuer.set_credentials(Some(support::Creds::new("carol", "right")));
+    let post = |password: &str| {
+        agent()
+            .post(&issuer.realm())
+            .header("Content-Type", "application/x-www-form-urlencoded")
+            .send(format!(
+                "grant_type=password&username=carol&password={password}&service=test-registry\
+                 &scope=repository%3Ateam%2Fapp%3Apull%2Cpush&client_id=tests"
+            ))
+            .unwrap()
+    };
+    assert_eq!(post("wrong").status(), 401);
+    let body: serde_json::Value =
+        serde_json::from_str(&post("right").into_body().read_to_string().unwrap()).unwrap();
+    assert!(body["access_token"].is_string() && body["refresh_token"].is_string());
+    let last = issuer.token_request_log().pop().unwrap();
+    assert_eq!(
+        (last.method.as_str(), last.user.as_deref()),
+        ("POST", Some("carol"))
+    );
+    assert_eq!(last.granted[0].actions, ["pull", "push"]);
+    issuer.set_credentials(None);
+
     // Pull can be made private.
     issuer.set_anonymous_pull(false);
     let denied = std::process::Command::new("skopeo")
@@ -293,8 +317,31 @@ fn many_tags_and_labelled_base() {
     assert_eq!(info["Created"], "2024-03-01T12:00:00Z");
     assert_eq!(info["Layers"].as_array().unwrap().len(), 3);
     let config = skopeo_inspect_config(&derived.reference, None);
-    assert_eq!(config["config"]["Cmd"][0], "/bin/bash");
+    assert_eq!(
+        config["config"]["Cmd"],
+        serde_json::json!(["/app/hello.sh"])
+    );
     assert_eq!(config["history"].as_array().unwrap().len(), 6);
+    // The base pushed on its own has the same layer as the derived image's first one.
+    let base = Fixture::labelled_base("library/centos", "7").push(&reg, Format::DockerV2);
+    assert_eq!(base.layer_digests()[..], derived.layer_digests()[..1]);
+    let base_config = skopeo_inspect_config(&base.reference, None);
+    assert_eq!(base_config["created"], "2018-12-05T01:20:35Z");
+    assert_eq!(
+        base_config["config"]["Cmd"],
+        serde_json::json!(["/bin/bash"])
+    );
+
+    // Manifest annotations survive an OCI push and are dropped by the v2s2 conversion.
+    let annotated = Fixture::new("team/annotated", "1")
+        .annotation("org.opencontainers.image.source", "https://example.com/src");
+    let oci = annotated.push(&reg, Format::Oci).manifest_json();
+    assert_eq!(
+        oci["annotations"]["org.opencontainers.image.source"],
+        "https://example.com/src"
+    );
+    let docker = annotated.push(&reg, Format::DockerV2).manifest_json();
+    assert!(docker.get("annotations").is_none(), "{docker}");
 
     let started = Instant::now();
     let tags: Vec<String> = (0..300).map(|i| format!("v{i:03}")).collect();

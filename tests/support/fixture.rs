@@ -267,6 +267,7 @@ impl Fixture {
                 "2.1.0\n",
                 "/bin/sh -c echo 2.1.0 > /app/VERSION",
             )
+            .cmd(&["/app/hello.sh"])
             .empty_step("/bin/sh -c #(nop)  CMD [\"/app/hello.sh\"]")
     }
 

@@ -69,7 +69,8 @@ impl Auth {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct AccessLogEntry {
     pub remote_addr: String,
-    /// Basic-auth user, when the request carried one.
+    /// The log's user field. The registry fills it only from user info in the request URL,
+    /// never from an `Authorization` header, so it is `None` in practice.
     pub user: Option<String>,
     pub method: String,
     /// Request URI as sent (path and query).
@@ -576,8 +577,11 @@ fn wait_ready(child: &mut Child, port: u16, agent: &ureq::Agent, dir: &Path) -> 
             let log = read_lossy(&dir.join("registry.log"));
             return Err(format!("exited with {status}:\n{log}"));
         }
+        // Ready once it answers and the answer is in *its* access log (so a server that grabbed
+        // the port first cannot pass for it; the registry then fails to bind and we retry).
         if let Ok(resp) = agent.get(&url).call()
             && matches!(resp.status().as_u16(), 200 | 401)
+            && std::fs::metadata(dir.join("access.log")).is_ok_and(|m| m.len() > 0)
         {
             return Ok(());
         }

@@ -161,7 +161,8 @@ impl TokenIssuer {
     }
 
     /// `Some`: only these Basic credentials are accepted (others get 401). `None` (default):
-    /// any Basic credentials are accepted.
+    /// any Basic credentials are accepted. Fixture pushes use [`TokenIssuer::push_creds`]:
+    /// push before fixing other credentials, or fix those.
     pub fn set_credentials(&self, creds: Option<Creds>) {
         *self.state.credentials.lock().unwrap() = creds;
     }
