@@ -35,8 +35,20 @@ pub enum Command {
         #[arg(long)]
         json: bool,
     },
-    /// Run the service on this machine (web, worker and scheduler arrive with later issues).
+    /// Run everything on this machine: today a worker and the scheduler on the embedded store
+    /// (the web service arrives with a later issue).
     Up,
+    /// Take inspection jobs off the queue until stopped (SIGTERM: finish, then release).
+    Worker,
+    /// Queue every known repository once per refresh period (one active scheduler at a time).
+    Scheduler,
+    /// Create or update the store's tables.
+    Migrate,
+    /// Add many images at once, one reference a line ('#' starts a comment).
+    Import {
+        /// The file to read, or '-' for standard input.
+        file: String,
+    },
     /// List every MICROBADGER_* environment variable with its default.
     Env,
 }
@@ -93,11 +105,74 @@ pub async fn run(cli: Cli) -> u8 {
             json,
         } => inspect_command(&config, &image, &platform, json).await,
         Command::Up => {
-            eprintln!(
-                "microbadger up: the web service, worker and scheduler are not built yet.\n\
-                 For now, inspect an image: microbadger inspect nginx"
-            );
-            exit::FAILED
+            with_app(config, |app| async move {
+                eprintln!(
+                    "microbadger up: worker and scheduler running on {} (the web service is not built yet); Ctrl-C stops",
+                    app.config.store.database_url
+                );
+                let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+                let stopped = |mut rx: tokio::sync::watch::Receiver<bool>| async move {
+                    let _ = rx.wait_for(|s| *s).await;
+                };
+                let scheduler = tokio::spawn(app.scheduler().run(stopped(stop_rx.clone())));
+                let worker = tokio::spawn(app.worker().run(stopped(stop_rx)));
+                crate::app::shutdown_signal().await;
+                let _ = stop_tx.send(true);
+                let _ = tokio::join!(scheduler, worker);
+                exit::OK
+            })
+            .await
+        }
+        Command::Worker => {
+            with_app(config, |app| async move {
+                app.worker().run(crate::app::shutdown_signal()).await;
+                exit::OK
+            })
+            .await
+        }
+        Command::Scheduler => {
+            with_app(config, |app| async move {
+                app.scheduler().run(crate::app::shutdown_signal()).await;
+                exit::OK
+            })
+            .await
+        }
+        Command::Migrate => match crate::store::Store::connect(&config.store.database_url).await {
+            Ok(store) => match store.migrate().await {
+                Ok(()) => {
+                    println!("migrations applied to {}", redact_url(&config.store.database_url));
+                    exit::OK
+                }
+                Err(e) => {
+                    eprintln!("microbadger: {e}");
+                    exit::FAILED
+                }
+            },
+            Err(e) => {
+                eprintln!("microbadger: {e}");
+                exit::FAILED
+            }
+        },
+        Command::Import { file } => {
+            let text = if file == "-" {
+                let mut s = String::new();
+                match std::io::Read::read_to_string(&mut std::io::stdin(), &mut s) {
+                    Ok(_) => s,
+                    Err(e) => {
+                        eprintln!("microbadger: reading standard input: {e}");
+                        return exit::BAD_INPUT;
+                    }
+                }
+            } else {
+                match std::fs::read_to_string(&file) {
+                    Ok(s) => s,
+                    Err(e) => {
+                        eprintln!("microbadger: {file}: {e}");
+                        return exit::BAD_INPUT;
+                    }
+                }
+            };
+            with_app(config, |app| async move { import(&app, &text).await }).await
         }
         Command::Env => {
             for (name, default, what) in crate::config::VARIABLES {
@@ -105,6 +180,149 @@ pub async fn run(cli: Cli) -> u8 {
             }
             exit::OK
         }
+    }
+}
+
+/// Connect the backends, then run `f`; a start failure is one line and exit code 1.
+async fn with_app<F, Fut>(config: Config, f: F) -> u8
+where
+    F: FnOnce(crate::app::App) -> Fut,
+    Fut: std::future::Future<Output = u8>,
+{
+    match crate::app::App::connect(config).await {
+        Ok(app) => f(app).await,
+        Err(e) => {
+            eprintln!("microbadger: {e}");
+            exit::FAILED
+        }
+    }
+}
+
+/// `postgres://user:secret@host/db` -> `postgres://user:***@host/db`, for messages.
+pub fn redact_url(url: &str) -> String {
+    match url::Url::parse(url) {
+        Ok(mut u) if u.password().is_some() => {
+            let _ = u.set_password(Some("***"));
+            u.to_string()
+        }
+        _ => url.to_string(),
+    }
+}
+
+/// What `import` did.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct ImportSummary {
+    pub added: usize,
+    pub already_known: usize,
+    /// (line number, input, reason)
+    pub rejected: Vec<(usize, String, String)>,
+}
+
+/// Parse an import file: one reference a line, blank lines and `#` comments skipped.
+/// Returns the valid references (deduplicated, in order) and the rejected lines.
+pub fn parse_import(
+    text: &str,
+    check: impl Fn(&ImageRef) -> Result<(), String>,
+) -> (Vec<ImageRef>, Vec<(usize, String, String)>) {
+    let mut seen = std::collections::BTreeSet::new();
+    let mut ok = Vec::new();
+    let mut rejected = Vec::new();
+    for (n, raw) in text.lines().enumerate() {
+        let line = raw.split('#').next().unwrap_or("").trim();
+        if line.is_empty() {
+            continue;
+        }
+        match ImageRef::parse(line)
+            .map_err(|e| e.to_string())
+            .and_then(|r| check(&r).map(|()| r))
+        {
+            Ok(r) => {
+                if seen.insert(r.to_string()) {
+                    ok.push(r);
+                }
+            }
+            Err(reason) => rejected.push((n + 1, clean(line), reason)),
+        }
+    }
+    (ok, rejected)
+}
+
+async fn import(app: &crate::app::App, text: &str) -> u8 {
+    use crate::queue::{JobKind, Priority};
+    let (refs, rejected) = parse_import(text, |r| {
+        app.registry.check_allowed(r).map_err(|e| e.to_string())
+    });
+    let bar = indicatif::ProgressBar::new(refs.len() as u64);
+    if std::io::stderr().is_terminal() {
+        bar.set_style(
+            indicatif::ProgressStyle::with_template(
+                "{spinner} importing [{bar:30}] {pos}/{len} {msg}",
+            )
+            .expect("valid template")
+            .progress_chars("=> "),
+        );
+    } else {
+        bar.set_draw_target(indicatif::ProgressDrawTarget::hidden());
+    }
+    let mut summary = ImportSummary {
+        rejected,
+        ..Default::default()
+    };
+    let now = chrono::Utc::now();
+    let period = app.config.worker.refresh_period;
+    for r in &refs {
+        bar.set_message(r.familiar());
+        let existing = match app.store.repository(r.registry(), r.repository()).await {
+            Ok(e) => e,
+            Err(e) => {
+                bar.abandon();
+                eprintln!("microbadger: store: {e}");
+                return exit::FAILED;
+            }
+        };
+        if existing.is_some() {
+            summary.already_known += 1;
+        } else {
+            let first = crate::scheduler::first_slot(r.registry(), r.repository(), now, period);
+            let job = JobKind::Refresh {
+                image: r.full_name(),
+                tag: r.tag().map(str::to_string),
+            };
+            let result = match app
+                .store
+                .add_repository(r.registry(), r.repository(), first)
+                .await
+            {
+                Ok(_) => app
+                    .queue
+                    .enqueue(&job, Priority::Background)
+                    .await
+                    .map_err(|e| e.to_string()),
+                Err(e) => Err(e.to_string()),
+            };
+            if let Err(e) = result {
+                bar.abandon();
+                eprintln!("microbadger: {e}");
+                return exit::FAILED;
+            }
+            summary.added += 1;
+        }
+        bar.inc(1);
+    }
+    bar.finish_and_clear();
+    println!(
+        "imported: {} added, {} already known, {} rejected",
+        summary.added,
+        summary.already_known,
+        summary.rejected.len()
+    );
+    for (line, input, reason) in &summary.rejected {
+        println!("  line {line}: {input}: {reason}");
+    }
+    if summary.rejected.is_empty() {
+        exit::OK
+    } else {
+        exit::BAD_INPUT
     }
 }
 
@@ -464,6 +682,33 @@ fn short_digest(d: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn import_lines_are_parsed_with_reasons() {
+        let text = "nginx\n\n# a comment\nuser/app:1.2 # trailing comment\nBad/Name\nnginx\nevil.example/x\n";
+        let (ok, rejected) = parse_import(text, |r| {
+            if r.registry() == "evil.example" {
+                Err("not allowed".into())
+            } else {
+                Ok(())
+            }
+        });
+        let names: Vec<String> = ok.iter().map(|r| r.familiar()).collect();
+        assert_eq!(names, ["nginx", "user/app:1.2"], "deduplicated, in order");
+        assert_eq!(rejected.len(), 2);
+        assert_eq!(rejected[0].0, 5);
+        assert!(rejected[0].2.contains("lowercase"), "{:?}", rejected[0]);
+        assert_eq!((rejected[1].0, rejected[1].2.as_str()), (7, "not allowed"));
+    }
+
+    #[test]
+    fn urls_are_redacted() {
+        assert_eq!(
+            redact_url("postgres://u:secret@db/x"),
+            "postgres://u:***@db/x"
+        );
+        assert_eq!(redact_url("sqlite://data/x.db"), "sqlite://data/x.db");
+    }
 
     #[test]
     fn sizes_are_human() {

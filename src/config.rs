@@ -68,6 +68,41 @@ pub const VARIABLES: &[(&str, &str, &str)] = &[
         "Docker Hub's web API (description, stars, pulls) for docker.io images.",
     ),
     (
+        "MICROBADGER_DATABASE_URL",
+        "sqlite://data/microbadger.db",
+        "The store: a SQLite file (created with its folder) or a postgres:// URL.",
+    ),
+    (
+        "MICROBADGER_REDIS_URL",
+        "",
+        "Redis for the job queue (redis://host:port/db). Empty: the queue lives in the SQLite store.",
+    ),
+    (
+        "MICROBADGER_WORKER_CONCURRENCY",
+        "4",
+        "Jobs one worker process runs at once.",
+    ),
+    (
+        "MICROBADGER_JOB_LEASE_SECS",
+        "60",
+        "How long a claimed job stays with its worker before another may take it (renewed while it runs).",
+    ),
+    (
+        "MICROBADGER_JOB_MAX_ATTEMPTS",
+        "5",
+        "Attempts before a failing job is dead-lettered with its reason.",
+    ),
+    (
+        "MICROBADGER_REFRESH_PERIOD_SECS",
+        "3600",
+        "Every known repository is refreshed once per period, spread evenly over it.",
+    ),
+    (
+        "MICROBADGER_SHUTDOWN_GRACE_SECS",
+        "20",
+        "On SIGTERM, how long a worker may finish the jobs in hand before releasing them.",
+    ),
+    (
         "MICROBADGER_LOG",
         "warn",
         "Log filter in tracing's env-filter syntax (e.g. `info,microbadger=debug`); logs go to stderr.",
@@ -78,6 +113,27 @@ pub const VARIABLES: &[(&str, &str, &str)] = &[
 #[derive(Debug, Clone)]
 pub struct Config {
     pub registry: RegistryConfig,
+    pub store: StoreConfig,
+    pub worker: WorkerConfig,
+}
+
+/// Where state lives.
+#[derive(Debug, Clone)]
+pub struct StoreConfig {
+    /// `sqlite://path` or `postgres://...`.
+    pub database_url: String,
+    /// Redis URL for the queue; `None` means the embedded SQLite queue.
+    pub redis_url: Option<String>,
+}
+
+/// How workers and the scheduler behave.
+#[derive(Debug, Clone)]
+pub struct WorkerConfig {
+    pub concurrency: usize,
+    pub lease: Duration,
+    pub max_attempts: u32,
+    pub refresh_period: Duration,
+    pub shutdown_grace: Duration,
 }
 
 /// Everything the registry client needs.
@@ -146,7 +202,21 @@ impl Config {
             Some(_) => None,
             None => get("HOME").map(|home| PathBuf::from(home).join(".docker/config.json")),
         };
+        let redis_url = value("MICROBADGER_REDIS_URL");
+        let store = StoreConfig {
+            database_url: value("MICROBADGER_DATABASE_URL"),
+            redis_url: (!redis_url.trim().is_empty()).then(|| redis_url.trim().to_string()),
+        };
+        let worker = WorkerConfig {
+            concurrency: (number("MICROBADGER_WORKER_CONCURRENCY")? as usize).max(1),
+            lease: Duration::from_secs(number("MICROBADGER_JOB_LEASE_SECS")?.max(1)),
+            max_attempts: (number("MICROBADGER_JOB_MAX_ATTEMPTS")? as u32).max(1),
+            refresh_period: Duration::from_secs(number("MICROBADGER_REFRESH_PERIOD_SECS")?.max(1)),
+            shutdown_grace: Duration::from_secs(number("MICROBADGER_SHUTDOWN_GRACE_SECS")?),
+        };
         Ok(Config {
+            store,
+            worker,
             registry: RegistryConfig {
                 allow: list("MICROBADGER_ALLOW_REGISTRIES"),
                 insecure: list("MICROBADGER_INSECURE_REGISTRIES"),

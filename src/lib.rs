@@ -11,14 +11,23 @@
 //! - [`inspect`]: manifest + config -> [`inspect::ImageVersion`], derived fields, compliance (pure).
 //! - [`registry`]: talking to registries: auth, manifests, blobs, tags, limits, retries,
 //!   allow-list and SSRF guard; [`registry::hub`] for Docker Hub's repository API.
+//! - [`store`]: repositories, versions, tags and the event log (SQLite or PostgreSQL).
+//! - [`queue`]: prioritised, deduplicated jobs with leases (SQLite file or Redis).
+//! - [`worker`], [`scheduler`]: refresh jobs, and the hourly refresh of every repository.
+//! - [`app`]: the backends built once from the configuration.
 //! - [`config`]: one [`config::Config`] from `MICROBADGER_*` variables.
 //! - [`cli`]: the clap commands; `main.rs` only calls [`cli::run`].
 //!
 //! Data flows one way: registry -> inspect -> (store -> web). The pure modules never do I/O.
 
+pub mod app;
 pub mod cli;
 pub mod config;
 pub mod inspect;
 pub mod oci;
+pub mod queue;
 pub mod reference;
 pub mod registry;
+pub mod scheduler;
+pub mod store;
+pub mod worker;

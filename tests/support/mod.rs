@@ -11,6 +11,8 @@
 //! - [`skopeo_inspect`], [`skopeo_inspect_config`], [`skopeo_inspect_raw`]: the reference
 //!   answers to compare against.
 //! - [`MisbehavingServer`]: a plain-HTTP "registry" that fails in one chosen way.
+//! - [`TestPostgres`]: a real PostgreSQL (`initdb` + `pg_ctl`), shared per test binary with a
+//!   fresh database per test, or one of your own.
 //!
 //! Every service runs on its own free `127.0.0.1` port with its own temporary directory, and
 //! is stopped (process killed and reaped, threads joined) when its handle is dropped. The
@@ -28,12 +30,14 @@
 pub mod fixture;
 pub mod http;
 pub mod misbehaving;
+pub mod postgres;
 pub mod registry;
 pub mod skopeo;
 pub mod token;
 
 pub use fixture::{Fixture, Format, MultiArch, PushedImage, PushedIndex, PushedPlatform};
 pub use misbehaving::{Behaviour, MisbehavingServer, RecordedRequest};
+pub use postgres::TestPostgres;
 pub use registry::{AccessLogEntry, ApiResponse, Auth, Creds, LogMark, TestRegistry};
 pub use skopeo::{skopeo_inspect, skopeo_inspect_config, skopeo_inspect_raw, skopeo_inspect_with};
 pub use token::{AccessEntry, TokenIssuer, TokenRequest};
