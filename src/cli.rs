@@ -35,9 +35,11 @@ pub enum Command {
         #[arg(long)]
         json: bool,
     },
-    /// Run everything on this machine: today a worker and the scheduler on the embedded store
-    /// (the web service arrives with a later issue).
+    /// Run everything on this machine: the web service, a worker and the scheduler, on the
+    /// embedded store (or the configured PostgreSQL and Redis).
     Up,
+    /// Serve pages, badges, the JSON API and webhooks on MICROBADGER_LISTEN.
+    Web,
     /// Take inspection jobs off the queue until stopped (SIGTERM: finish, then release).
     Worker,
     /// Queue every known repository once per refresh period (one active scheduler at a time).
@@ -106,20 +108,50 @@ pub async fn run(cli: Cli) -> u8 {
         } => inspect_command(&config, &image, &platform, json).await,
         Command::Up => {
             with_app(config, |app| async move {
+                let listener = match bind(&app) {
+                    Ok(l) => l,
+                    Err(code) => return code,
+                };
                 eprintln!(
-                    "microbadger up: worker and scheduler running on {} (the web service is not built yet); Ctrl-C stops",
-                    app.config.store.database_url
+                    "microbadger: serving {} (store {}); Ctrl-C stops",
+                    app.config.web.public_url,
+                    redact_url(&app.config.store.database_url)
                 );
                 let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
                 let stopped = |mut rx: tokio::sync::watch::Receiver<bool>| async move {
                     let _ = rx.wait_for(|s| *s).await;
                 };
                 let scheduler = tokio::spawn(app.scheduler().run(stopped(stop_rx.clone())));
-                let worker = tokio::spawn(app.worker().run(stopped(stop_rx)));
+                let worker = tokio::spawn(app.worker().run(stopped(stop_rx.clone())));
+                let state = crate::web::AppState::new(&app);
+                let web = tokio::spawn(crate::web::serve(listener, state, stopped(stop_rx)));
                 crate::app::shutdown_signal().await;
                 let _ = stop_tx.send(true);
-                let _ = tokio::join!(scheduler, worker);
-                exit::OK
+                let (_, _, served) = tokio::join!(scheduler, worker, web);
+                match served {
+                    Ok(Ok(())) => exit::OK,
+                    other => {
+                        eprintln!("microbadger: web service stopped with an error: {other:?}");
+                        exit::FAILED
+                    }
+                }
+            })
+            .await
+        }
+        Command::Web => {
+            with_app(config, |app| async move {
+                let listener = match bind(&app) {
+                    Ok(l) => l,
+                    Err(code) => return code,
+                };
+                let state = crate::web::AppState::new(&app);
+                match crate::web::serve(listener, state, crate::app::shutdown_signal()).await {
+                    Ok(()) => exit::OK,
+                    Err(e) => {
+                        eprintln!("microbadger: {e}");
+                        exit::FAILED
+                    }
+                }
             })
             .await
         }
@@ -140,7 +172,10 @@ pub async fn run(cli: Cli) -> u8 {
         Command::Migrate => match crate::store::Store::connect(&config.store.database_url).await {
             Ok(store) => match store.migrate().await {
                 Ok(()) => {
-                    println!("migrations applied to {}", redact_url(&config.store.database_url));
+                    println!(
+                        "migrations applied to {}",
+                        redact_url(&config.store.database_url)
+                    );
                     exit::OK
                 }
                 Err(e) => {
@@ -196,6 +231,22 @@ where
             exit::FAILED
         }
     }
+}
+
+/// Bind the web listener (with `SO_REUSEPORT`), or say why not.
+fn bind(app: &crate::app::App) -> Result<tokio::net::TcpListener, u8> {
+    let listen = &app.config.web.listen;
+    let addr: std::net::SocketAddr = match listen.parse() {
+        Ok(a) => a,
+        Err(_) => {
+            eprintln!("microbadger: MICROBADGER_LISTEN: expected host:port, got {listen:?}");
+            return Err(exit::BAD_INPUT);
+        }
+    };
+    crate::web::bind_reuseport(addr).map_err(|e| {
+        eprintln!("microbadger: cannot listen on {addr}: {e}");
+        exit::FAILED
+    })
 }
 
 /// `postgres://user:secret@host/db` -> `postgres://user:***@host/db`, for messages.

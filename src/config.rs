@@ -103,6 +103,21 @@ pub const VARIABLES: &[(&str, &str, &str)] = &[
         "On SIGTERM, how long a worker may finish the jobs in hand before releasing them.",
     ),
     (
+        "MICROBADGER_LISTEN",
+        "127.0.0.1:8080",
+        "Address the web service listens on (several local instances share it with SO_REUSEPORT).",
+    ),
+    (
+        "MICROBADGER_PUBLIC_URL",
+        "http://127.0.0.1:8080",
+        "The site's public base URL, used in badge snippets and webhook URLs.",
+    ),
+    (
+        "MICROBADGER_QUEUE_RATE_PER_MINUTE",
+        "30",
+        "Per-client limit on requests that queue work (unknown images, webhooks).",
+    ),
+    (
         "MICROBADGER_LOG",
         "warn",
         "Log filter in tracing's env-filter syntax (e.g. `info,microbadger=debug`); logs go to stderr.",
@@ -115,6 +130,16 @@ pub struct Config {
     pub registry: RegistryConfig,
     pub store: StoreConfig,
     pub worker: WorkerConfig,
+    pub web: WebConfig,
+}
+
+/// The web service.
+#[derive(Debug, Clone)]
+pub struct WebConfig {
+    pub listen: String,
+    /// Public base URL without a trailing slash.
+    pub public_url: String,
+    pub queue_rate_per_minute: u32,
 }
 
 /// Where state lives.
@@ -214,9 +239,18 @@ impl Config {
             refresh_period: Duration::from_secs(number("MICROBADGER_REFRESH_PERIOD_SECS")?.max(1)),
             shutdown_grace: Duration::from_secs(number("MICROBADGER_SHUTDOWN_GRACE_SECS")?),
         };
+        let web = WebConfig {
+            listen: value("MICROBADGER_LISTEN").trim().to_string(),
+            public_url: value("MICROBADGER_PUBLIC_URL")
+                .trim()
+                .trim_end_matches('/')
+                .to_string(),
+            queue_rate_per_minute: (number("MICROBADGER_QUEUE_RATE_PER_MINUTE")? as u32).max(1),
+        };
         Ok(Config {
             store,
             worker,
+            web,
             registry: RegistryConfig {
                 allow: list("MICROBADGER_ALLOW_REGISTRIES"),
                 insecure: list("MICROBADGER_INSECURE_REGISTRIES"),

@@ -14,6 +14,7 @@
 //! - [`store`]: repositories, versions, tags and the event log (SQLite or PostgreSQL).
 //! - [`queue`]: prioritised, deduplicated jobs with leases (SQLite file or Redis).
 //! - [`worker`], [`scheduler`]: refresh jobs, and the hourly refresh of every repository.
+//! - [`web`]: pages, badges, JSON API and webhooks (axum); [`badge`] renders SVG badges (pure).
 //! - [`app`]: the backends built once from the configuration.
 //! - [`config`]: one [`config::Config`] from `MICROBADGER_*` variables.
 //! - [`cli`]: the clap commands; `main.rs` only calls [`cli::run`].
@@ -21,6 +22,7 @@
 //! Data flows one way: registry -> inspect -> (store -> web). The pure modules never do I/O.
 
 pub mod app;
+pub mod badge;
 pub mod cli;
 pub mod config;
 pub mod inspect;
@@ -30,4 +32,5 @@ pub mod reference;
 pub mod registry;
 pub mod scheduler;
 pub mod store;
+pub mod web;
 pub mod worker;

@@ -344,6 +344,25 @@ impl Worker {
                 report.deleted = 1;
                 Ok(report)
             }
+            Err(Failure::Registry(RegistryError::NotFound { .. })) => {
+                // A tag we never saw is not there. Does the repository exist at all? If so and
+                // we know none of its tags yet (someone asked for `latest` of an image that has
+                // no `latest`), read the whole repository so there is something to show.
+                self.registry.list_tags(r).await?;
+                if known.is_empty() {
+                    let mut full = self.refresh_repository(repo, r).await?;
+                    full.status = Some(format!("no tag {tag}"));
+                    return Ok(full);
+                }
+                // Mark the repository checked, so the web tier can tell "not there" from
+                // "not looked yet".
+                self.store
+                    .set_status(repo.id, &RepoStatus::Inspected, Utc::now())
+                    .await
+                    .map_err(JobError::from)?;
+                report.status = Some(format!("no tag {tag}"));
+                Ok(report)
+            }
             Err(e) => Err(e),
         }
     }

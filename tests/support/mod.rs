@@ -13,6 +13,8 @@
 //! - [`MisbehavingServer`]: a plain-HTTP "registry" that fails in one chosen way.
 //! - [`TestPostgres`]: a real PostgreSQL (`initdb` + `pg_ctl`), shared per test binary with a
 //!   fresh database per test, or one of your own.
+//! - [`TestRedis`]: a real `redis-server` with append-only persistence (`appendfsync always`),
+//!   restartable and killable on the same port and data directory.
 //!
 //! Every service runs on its own free `127.0.0.1` port with its own temporary directory, and
 //! is stopped (process killed and reaped, threads joined) when its handle is dropped. The
@@ -31,6 +33,7 @@ pub mod fixture;
 pub mod http;
 pub mod misbehaving;
 pub mod postgres;
+pub mod redis;
 pub mod registry;
 pub mod skopeo;
 pub mod token;
@@ -38,6 +41,7 @@ pub mod token;
 pub use fixture::{Fixture, Format, MultiArch, PushedImage, PushedIndex, PushedPlatform};
 pub use misbehaving::{Behaviour, MisbehavingServer, RecordedRequest};
 pub use postgres::TestPostgres;
+pub use redis::TestRedis;
 pub use registry::{AccessLogEntry, ApiResponse, Auth, Creds, LogMark, TestRegistry};
 pub use skopeo::{skopeo_inspect, skopeo_inspect_config, skopeo_inspect_raw, skopeo_inspect_with};
 pub use token::{AccessEntry, TokenIssuer, TokenRequest};

@@ -260,6 +260,10 @@ fn give_to_postgres(dir: &Path) {
 }
 
 /// Starts the shell loop that stops the server and removes `root` once this process is gone.
+#[expect(
+    clippy::zombie_processes,
+    reason = "the watchdog must outlive this process; init reaps it"
+)]
 fn spawn_watchdog(bin: &Path, data: &Path, root: &Path) {
     let pg_ctl = bin.join("pg_ctl");
     let stop = if running_as_root() {

@@ -1,0 +1,202 @@
+//! Prometheus metrics (`/metrics`) and the request log: one event per request with route,
+//! status and duration, and the same labels on the counters.
+
+use std::net::SocketAddr;
+use std::time::Instant;
+
+use axum::extract::{ConnectInfo, MatchedPath, Request, State};
+use axum::http::{HeaderValue, header};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
+use prometheus_client::registry::Registry;
+
+use super::AppState;
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct RequestLabels {
+    pub route: String,
+    pub method: String,
+    pub status: u16,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct RouteLabels {
+    pub route: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct PriorityLabels {
+    pub priority: String,
+}
+
+fn latency_histogram() -> Histogram {
+    // 0.1 ms .. ~3 s
+    Histogram::new(exponential_buckets(0.0001, 2.0, 16))
+}
+
+/// The web tier's metrics.
+pub struct Metrics {
+    registry: Registry,
+    pub requests: Family<RequestLabels, Counter>,
+    pub latency: Family<RouteLabels, Histogram, fn() -> Histogram>,
+    pub in_flight: Gauge,
+    cache_hits: Gauge,
+    cache_misses: Gauge,
+    cache_entries: Gauge,
+    queue_depth: Family<PriorityLabels, Gauge>,
+    queue_in_flight: Gauge,
+    queue_oldest_age: Gauge<f64, std::sync::atomic::AtomicU64>,
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        let mut registry = Registry::with_prefix("microbadger");
+        let requests = Family::<RequestLabels, Counter>::default();
+        let latency = Family::<RouteLabels, Histogram, fn() -> Histogram>::new_with_constructor(
+            latency_histogram,
+        );
+        let in_flight = Gauge::default();
+        let cache_hits = Gauge::default();
+        let cache_misses = Gauge::default();
+        let cache_entries = Gauge::default();
+        let queue_depth = Family::<PriorityLabels, Gauge>::default();
+        let queue_in_flight = Gauge::default();
+        let queue_oldest_age = Gauge::<f64, std::sync::atomic::AtomicU64>::default();
+        registry.register(
+            "http_requests",
+            "HTTP requests by route, method and status",
+            requests.clone(),
+        );
+        registry.register(
+            "http_request_duration_seconds",
+            "HTTP request latency by route",
+            latency.clone(),
+        );
+        registry.register(
+            "http_requests_in_flight",
+            "HTTP requests being served",
+            in_flight.clone(),
+        );
+        registry.register(
+            "render_cache_hits",
+            "Render cache hits since start",
+            cache_hits.clone(),
+        );
+        registry.register(
+            "render_cache_misses",
+            "Render cache misses since start",
+            cache_misses.clone(),
+        );
+        registry.register(
+            "render_cache_entries",
+            "Rendered responses held in memory",
+            cache_entries.clone(),
+        );
+        registry.register(
+            "queue_depth",
+            "Due jobs waiting, by priority",
+            queue_depth.clone(),
+        );
+        registry.register(
+            "queue_in_flight",
+            "Jobs held by workers",
+            queue_in_flight.clone(),
+        );
+        registry.register(
+            "queue_oldest_age_seconds",
+            "Age of the oldest due job",
+            queue_oldest_age.clone(),
+        );
+        Metrics {
+            registry,
+            requests,
+            latency,
+            in_flight,
+            cache_hits,
+            cache_misses,
+            cache_entries,
+            queue_depth,
+            queue_in_flight,
+            queue_oldest_age,
+        }
+    }
+}
+
+/// Record each request's metrics and write one log event for it.
+pub async fn observe(State(state): State<AppState>, req: Request, next: Next) -> Response {
+    let started = Instant::now();
+    let route = req
+        .extensions()
+        .get::<MatchedPath>()
+        .map(|p| p.as_str().to_string())
+        .unwrap_or_else(|| "unmatched".into());
+    let method = req.method().to_string();
+    let client = req
+        .extensions()
+        .get::<ConnectInfo<SocketAddr>>()
+        .map(|c| c.0.ip().to_string())
+        .unwrap_or_default();
+    let path = req.uri().path().to_string();
+    state.metrics.in_flight.inc();
+    let resp = next.run(req).await;
+    state.metrics.in_flight.dec();
+    let status = resp.status().as_u16();
+    let elapsed = started.elapsed();
+    state
+        .metrics
+        .requests
+        .get_or_create(&RequestLabels {
+            route: route.clone(),
+            method: method.clone(),
+            status,
+        })
+        .inc();
+    state
+        .metrics
+        .latency
+        .get_or_create(&RouteLabels {
+            route: route.clone(),
+        })
+        .observe(elapsed.as_secs_f64());
+    // The path is logged escaped: it is user input.
+    tracing::info!(%method, %route, path = %path.escape_debug(), status, ms = elapsed.as_secs_f64() * 1000.0, %client, "request");
+    resp
+}
+
+/// `GET /metrics`: Prometheus text format.
+pub async fn scrape(State(state): State<AppState>) -> Response {
+    let m = &state.metrics;
+    let (hits, misses) = state.cache.counts();
+    m.cache_hits.set(hits as i64);
+    m.cache_misses.set(misses as i64);
+    m.cache_entries.set(state.cache.len() as i64);
+    match state.queue.stats().await {
+        Ok(stats) => {
+            for (priority, depth) in &stats.depth {
+                m.queue_depth
+                    .get_or_create(&PriorityLabels {
+                        priority: priority.as_str().to_string(),
+                    })
+                    .set(*depth as i64);
+            }
+            m.queue_in_flight.set(stats.in_flight as i64);
+            m.queue_oldest_age.set(stats.oldest_age_secs.unwrap_or(0.0));
+        }
+        Err(e) => tracing::warn!(error = %e, "queue stats unavailable for /metrics"),
+    }
+    let mut body = String::new();
+    if let Err(e) = prometheus_client::encoding::text::encode(&mut body, &m.registry) {
+        return super::WebError::internal(e).into_response();
+    }
+    let mut resp = body.into_response();
+    resp.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/openmetrics-text; version=1.0.0; charset=utf-8"),
+    );
+    resp
+}

@@ -1,0 +1,221 @@
+//! The web service: pages, SVG badges, the JSON API and webhook endpoints.
+//!
+//! # Layout
+//! - this file: [`AppState`] (built once), [`router`] (every route, in one place),
+//!   [`middleware`] (the stack, in one place) and [`serve`].
+//! - [`lookup`]: image names in URLs -> what the store knows (or an URGENT inspection).
+//! - [`pages`]: HTML pages (askama templates in `templates/`, assets in `static/`).
+//! - [`badges`]: `/badges/...svg`, rendered by [`crate::badge`].
+//! - [`api`]: `/v1/...` JSON (MicroBadger's field names) and the OpenAPI document.
+//! - [`hooks`]: Docker Hub and registry webhooks.
+//! - [`cache`]: [`cache::CachePolicy`] and the in-memory render cache.
+//! - [`error`]: [`error::WebError`], rendered as JSON, SVG or HTML by route.
+//! - [`metrics`]: Prometheus metrics and the request log.
+//!
+//! Handlers are named for what they do and return `Result<Response, WebError>`.
+
+pub mod api;
+pub mod badges;
+pub mod cache;
+pub mod error;
+pub mod hooks;
+pub mod lookup;
+pub mod metrics;
+pub mod pages;
+pub mod ratelimit;
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::Router;
+use axum::extract::{DefaultBodyLimit, State};
+use axum::http::{HeaderName, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use tower_http::cors::{Any, CorsLayer};
+use tower_http::set_header::SetResponseHeaderLayer;
+use tower_http::timeout::TimeoutLayer;
+
+use crate::config::Config;
+use crate::queue::Queue;
+use crate::registry::RegistryClient;
+use crate::store::Store;
+
+pub use error::WebError;
+
+/// Largest request body accepted (webhook payloads are small JSON documents).
+pub const MAX_BODY_BYTES: usize = 64 * 1024;
+/// Longest a request may take.
+pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(15);
+
+/// The content security policy: no inline script, nothing from other origins.
+const CSP: &str = "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; \
+object-src 'none'; base-uri 'none'; form-action 'self'; frame-ancestors 'none'";
+
+/// Everything a handler needs, built once.
+#[derive(Clone)]
+pub struct AppState {
+    pub store: Store,
+    pub queue: Queue,
+    /// Used only for the allow-list check; the web tier never calls registries.
+    pub registry: RegistryClient,
+    pub config: Arc<Config>,
+    pub cache: Arc<cache::RenderCache>,
+    pub metrics: Arc<metrics::Metrics>,
+    pub limiter: Arc<ratelimit::RateLimiter>,
+}
+
+impl AppState {
+    pub fn new(app: &crate::app::App) -> AppState {
+        AppState {
+            store: app.store.clone(),
+            queue: app.queue.clone(),
+            registry: app.registry.clone(),
+            config: Arc::new(app.config.clone()),
+            cache: Arc::new(cache::RenderCache::default()),
+            metrics: Arc::new(metrics::Metrics::default()),
+            limiter: Arc::new(ratelimit::RateLimiter::per_minute(
+                app.config.web.queue_rate_per_minute,
+            )),
+        }
+    }
+
+    /// The public base URL, without a trailing slash.
+    pub fn public_url(&self) -> &str {
+        &self.config.web.public_url
+    }
+}
+
+/// Every route.
+pub fn router(state: AppState) -> Router {
+    let routes = Router::new()
+        // Pages
+        .route("/", get(pages::home))
+        .route("/search", get(pages::search))
+        .route(
+            "/images/{*rest}",
+            get(pages::image).post(hooks::dockerhub_legacy),
+        )
+        .route("/api", get(pages::api_docs))
+        .route("/static/{*file}", get(pages::static_file))
+        // Badges
+        .route("/badges/{*rest}", get(badges::badge))
+        // JSON API
+        .route("/v1/images/{*rest}", get(api::image))
+        .route("/v1/search", get(api::search))
+        .route("/v1/recent", get(api::recent))
+        .route("/v1/best", get(api::best))
+        .route("/v1/openapi.json", get(api::openapi))
+        // Webhooks
+        .route("/hooks/dockerhub/{*rest}", post(hooks::dockerhub))
+        .route("/hooks/registry/{token}", post(hooks::registry))
+        // Operations
+        .route("/healthz", get(healthz))
+        .route("/readyz", get(readyz))
+        .route("/metrics", get(metrics::scrape))
+        .fallback(not_found);
+    middleware(routes, state.clone()).with_state(state)
+}
+
+/// The middleware stack, outermost last.
+fn middleware(routes: Router<AppState>, state: AppState) -> Router<AppState> {
+    let cors = CorsLayer::new()
+        .allow_origin(Any)
+        .allow_methods([axum::http::Method::GET, axum::http::Method::HEAD]);
+    routes
+        .layer(axum::middleware::from_fn(cache::cache_headers))
+        .layer(axum::middleware::from_fn(error::render_errors))
+        .layer(cors)
+        .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
+        .layer(SetResponseHeaderLayer::overriding(
+            header::CONTENT_SECURITY_POLICY,
+            HeaderValue::from_static(CSP),
+        ))
+        .layer(SetResponseHeaderLayer::overriding(
+            header::X_CONTENT_TYPE_OPTIONS,
+            HeaderValue::from_static("nosniff"),
+        ))
+        .layer(SetResponseHeaderLayer::overriding(
+            header::REFERRER_POLICY,
+            HeaderValue::from_static("strict-origin-when-cross-origin"),
+        ))
+        .layer(SetResponseHeaderLayer::overriding(
+            HeaderName::from_static("x-frame-options"),
+            HeaderValue::from_static("DENY"),
+        ))
+        .layer(TimeoutLayer::with_status_code(
+            StatusCode::SERVICE_UNAVAILABLE,
+            REQUEST_TIMEOUT,
+        ))
+        .layer(axum::middleware::from_fn_with_state(
+            state,
+            metrics::observe,
+        ))
+}
+
+async fn not_found() -> WebError {
+    WebError::NotFound("no such page".into())
+}
+
+/// Liveness: the process answers.
+async fn healthz() -> &'static str {
+    "ok"
+}
+
+/// Readiness: the store and queue answer.
+async fn readyz(State(state): State<AppState>) -> Response {
+    let store = state.store.latest_seq().await;
+    let queue = state.queue.stats().await;
+    match (store, queue) {
+        (Ok(_), Ok(_)) => "ready".into_response(),
+        (s, q) => {
+            tracing::warn!(store = ?s.err(), queue = ?q.err(), "not ready");
+            (StatusCode::SERVICE_UNAVAILABLE, "not ready").into_response()
+        }
+    }
+}
+
+/// Bind with `SO_REUSEPORT`, so several local web processes share one port and the kernel
+/// spreads connections over them.
+pub fn bind_reuseport(addr: SocketAddr) -> std::io::Result<tokio::net::TcpListener> {
+    let socket = match addr {
+        SocketAddr::V4(_) => tokio::net::TcpSocket::new_v4()?,
+        SocketAddr::V6(_) => tokio::net::TcpSocket::new_v6()?,
+    };
+    socket.set_reuseaddr(true)?;
+    #[cfg(unix)]
+    socket.set_reuseport(true)?;
+    socket.bind(addr)?;
+    socket.listen(1024)
+}
+
+/// Serve until `shutdown` resolves; in-flight requests finish first. Also follows the store's
+/// changes to keep the render cache fresh.
+pub async fn serve(
+    listener: tokio::net::TcpListener,
+    state: AppState,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let follower = tokio::spawn(cache::follow_changes(
+        state.store.clone(),
+        state.cache.clone(),
+        {
+            let mut rx = stop_rx.clone();
+            async move {
+                let _ = rx.wait_for(|s| *s).await;
+            }
+        },
+    ));
+    let app = router(state).into_make_service_with_connect_info::<SocketAddr>();
+    let result = axum::serve(listener, app)
+        .with_graceful_shutdown(async move {
+            shutdown.await;
+            let _ = stop_tx.send(true);
+        })
+        .await;
+    let _ = follower.await;
+    result
+}
