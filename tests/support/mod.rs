@@ -37,6 +37,7 @@ pub mod redis;
 pub mod registry;
 pub mod skopeo;
 pub mod token;
+pub mod web;
 
 pub use fixture::{Fixture, Format, MultiArch, PushedImage, PushedIndex, PushedPlatform};
 pub use misbehaving::{Behaviour, MisbehavingServer, RecordedRequest};
