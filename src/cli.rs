@@ -53,6 +53,30 @@ pub enum Command {
     },
     /// List every MICROBADGER_* environment variable with its default.
     Env,
+    /// Create, list or revoke webhook tokens. A new token's URL is shown once: only a hash
+    /// of the token is stored.
+    Webhook {
+        #[command(subcommand)]
+        action: WebhookAction,
+    },
+}
+
+/// `microbadger webhook ...`
+#[derive(Subcommand, Debug)]
+pub enum WebhookAction {
+    /// Create a token and print its webhook URL (once; it cannot be shown again).
+    Create {
+        /// The repository a Docker Hub webhook refreshes: user/app, ghcr.io/org/app.
+        #[arg(required_unless_present = "registry", conflicts_with = "registry")]
+        image: Option<String>,
+        /// Instead, a token for a registry's notifications, bound to this host[:port].
+        #[arg(long, value_name = "HOST")]
+        registry: Option<String>,
+    },
+    /// List the tokens: id, kind, target, created, last used (never the tokens).
+    List,
+    /// Revoke a token by its id (see `list`).
+    Revoke { id: i64 },
 }
 
 /// Exit codes, so scripts can tell failures apart.
@@ -215,6 +239,136 @@ pub async fn run(cli: Cli) -> u8 {
             }
             exit::OK
         }
+        Command::Webhook { action } => webhook_command(&config, action).await,
+    }
+}
+
+/// `microbadger webhook create|list|revoke`: needs only the store.
+async fn webhook_command(config: &Config, action: WebhookAction) -> u8 {
+    use crate::web::hooks;
+    let store = match crate::store::Store::connect(&config.store.database_url).await {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("microbadger: {e}");
+            return exit::FAILED;
+        }
+    };
+    let public_url = config.web.public_url.as_str();
+    match action {
+        WebhookAction::Create { image, registry } => {
+            let allow_check = match RegistryClient::with_credentials(
+                config.registry.clone(),
+                crate::registry::Credentials::default(),
+            ) {
+                Ok(c) => c,
+                Err(e) => {
+                    eprintln!("microbadger: {e}");
+                    return exit::BAD_INPUT;
+                }
+            };
+            let created = match (image, registry) {
+                (Some(image), _) => {
+                    let r = match ImageRef::parse(&image) {
+                        Ok(r) => r,
+                        Err(e) => {
+                            eprintln!("microbadger: bad image name: {e}");
+                            return exit::BAD_INPUT;
+                        }
+                    };
+                    if let Err(e) = allow_check.check_allowed(&r) {
+                        eprintln!("microbadger: {e}");
+                        return exit::NOT_ALLOWED;
+                    }
+                    hooks::create_dockerhub_webhook(&store, public_url, &r).await
+                }
+                (None, Some(host)) => {
+                    let allowed = hooks::normalise_registry_host(&host).map(|h| {
+                        ImageRef::parse(&format!("{h}/probe"))
+                            .map_err(|e| e.to_string())
+                            .and_then(|r| allow_check.check_allowed(&r).map_err(|e| e.to_string()))
+                    });
+                    if let Some(Err(e)) = allowed {
+                        eprintln!("microbadger: {e}");
+                        return exit::NOT_ALLOWED;
+                    }
+                    hooks::create_registry_webhook(&store, public_url, &host).await
+                }
+                (None, None) => {
+                    eprintln!("microbadger: give an IMAGE or --registry HOST");
+                    return exit::BAD_INPUT;
+                }
+            };
+            match created {
+                Ok(c) => {
+                    println!("{}", c.url);
+                    let r = &c.record;
+                    match r.kind {
+                        crate::store::WebhookKind::DockerHub => eprintln!(
+                            "Webhook {} for {}: add the URL above under the repository's \
+                             Webhooks on Docker Hub (or POST to it from CI). It is shown only \
+                             this once.",
+                            r.id, r.target
+                        ),
+                        crate::store::WebhookKind::Registry => eprintln!(
+                            "Webhook {} for registry {}: it is shown only this once. Add it to \
+                             the registry's configuration:\n\n\
+                             notifications:\n  endpoints:\n    - name: microbadger\n      \
+                             url: <the URL above>\n      timeout: 5s\n      threshold: 5\n      \
+                             backoff: 10s\n      ignoredmediatypes:\n        \
+                             - application/octet-stream\n",
+                            r.id, r.target
+                        ),
+                    }
+                    exit::OK
+                }
+                Err(e) => {
+                    eprintln!("microbadger: {e}");
+                    match e {
+                        crate::store::StoreError::Invalid(_) => exit::BAD_INPUT,
+                        _ => exit::FAILED,
+                    }
+                }
+            }
+        }
+        WebhookAction::List => match store.webhooks().await {
+            Ok(list) => {
+                println!(
+                    "{:>5}  {:<9}  {:<50}  {:<25}  last used",
+                    "id", "kind", "target", "created"
+                );
+                for w in list {
+                    println!(
+                        "{:>5}  {:<9}  {:<50}  {:<25}  {}",
+                        w.id,
+                        w.kind.as_str(),
+                        w.target,
+                        w.created_at.format("%Y-%m-%d %H:%M:%S UTC"),
+                        w.last_used
+                            .map(|t| t.format("%Y-%m-%d %H:%M:%S UTC").to_string())
+                            .unwrap_or_else(|| "never".into())
+                    );
+                }
+                exit::OK
+            }
+            Err(e) => {
+                eprintln!("microbadger: {e}");
+                exit::FAILED
+            }
+        },
+        WebhookAction::Revoke { id } => match store.delete_webhook(id).await {
+            Ok(true) => {
+                println!("webhook {id} revoked");
+                exit::OK
+            }
+            Ok(false) => {
+                eprintln!("microbadger: no webhook with id {id}");
+                exit::NOT_FOUND
+            }
+            Err(e) => {
+                eprintln!("microbadger: {e}");
+                exit::FAILED
+            }
+        },
     }
 }
 

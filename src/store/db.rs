@@ -22,16 +22,30 @@ use sqlx::{PgPool, Postgres, Row as _, Sqlite, SqlitePool, Transaction};
 /// The migrations, embedded: `(version, description, SQL)`, one entry per file in
 /// `migrations/<engine>/` (a unit test checks that the lists and the folders agree).
 /// `sqlx::migrate!` would do this, but it needs sqlx's `macros` feature.
-const SQLITE_MIGRATIONS: &[(i64, &str, &str)] = &[(
-    1,
-    "store",
-    include_str!("../../migrations/sqlite/0001_store.sql"),
-)];
-const POSTGRES_MIGRATIONS: &[(i64, &str, &str)] = &[(
-    1,
-    "store",
-    include_str!("../../migrations/postgres/0001_store.sql"),
-)];
+const SQLITE_MIGRATIONS: &[(i64, &str, &str)] = &[
+    (
+        1,
+        "store",
+        include_str!("../../migrations/sqlite/0001_store.sql"),
+    ),
+    (
+        2,
+        "webhooks",
+        include_str!("../../migrations/sqlite/0002_webhooks.sql"),
+    ),
+];
+const POSTGRES_MIGRATIONS: &[(i64, &str, &str)] = &[
+    (
+        1,
+        "store",
+        include_str!("../../migrations/postgres/0001_store.sql"),
+    ),
+    (
+        2,
+        "webhooks",
+        include_str!("../../migrations/postgres/0002_webhooks.sql"),
+    ),
+];
 
 /// A connection pool for one engine. Cloning shares the pool.
 #[derive(Debug, Clone)]

@@ -64,6 +64,7 @@
 
 mod db;
 mod types;
+mod webhooks;
 
 use std::str::FromStr;
 use std::time::Duration;
@@ -77,6 +78,7 @@ use self::db::{Pool, Tx};
 pub use self::types::{
     Engine, Event, EventKind, RepoStatus, Repository, TagRecord, TagSummary, VersionRecord,
 };
+pub use self::webhooks::{WebhookKind, WebhookRecord};
 use crate::inspect::ImageVersion;
 use crate::reference::ImageRef;
 use crate::registry::Inspection;

@@ -21,6 +21,7 @@ pub mod error;
 pub mod hooks;
 pub mod lookup;
 pub mod metrics;
+pub mod openapi;
 pub mod pages;
 pub mod ratelimit;
 

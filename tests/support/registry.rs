@@ -208,6 +208,24 @@ impl TestRegistry {
     /// Starts a registry and waits until `GET /v2/` answers. Panics (with the registry's own
     /// log) when it cannot start.
     pub fn start(auth: Auth) -> Self {
+        Self::start_with_extra_config(auth, "")
+    }
+
+    /// Like [`start`](Self::start), and notifies `url` of every event, blob pushes and pulls
+    /// included (the distribution registry's `notifications.endpoints`): a 2 s timeout per
+    /// attempt, and a 1 s backoff after each failure, so a test sees events within seconds.
+    pub fn start_with_notifications(auth: Auth, url: &str) -> Self {
+        let yaml = format!(
+            "notifications:\n  endpoints:\n    - name: microbadger-test\n      url: {}\n      \
+             timeout: 2s\n      threshold: 1\n      backoff: 1s\n",
+            quote(url)
+        );
+        Self::start_with_extra_config(auth, &yaml)
+    }
+
+    /// Like [`start`](Self::start), with `extra_yaml` (top-level sections such as
+    /// `notifications:`) appended to the registry's configuration.
+    pub fn start_with_extra_config(auth: Auth, extra_yaml: &str) -> Self {
         let dir = super::scratch_dir("test-registry-");
         let issuer = (auth == Auth::Token).then(TokenIssuer::start);
         let auth_yaml = match &auth {
@@ -251,7 +269,7 @@ impl TestRegistry {
                  storage:\n  filesystem:\n    rootdirectory: {}\n  delete:\n    enabled: true\n  \
                  maintenance:\n    uploadpurging:\n      enabled: false\n\
                  http:\n  addr: 127.0.0.1:{port}\n  secret: microbadger-test-secret\n\
-                 {auth_yaml}",
+                 {auth_yaml}{extra_yaml}",
                 quote(&storage)
             );
             let config_path = dir.path().join("config.yml");
