@@ -221,8 +221,35 @@ fn main() {
         get(Config::EmbeddedDisk, CLIENTS) / get(Config::EmbeddedShm, CLIENTS),
         get(Config::EmbeddedDisk, 1) / get(Config::EmbeddedShm, 1)
     );
+    // Server-side cost: Redis's own per-command timings (commands run inside our scripts are
+    // counted in EVALSHA; the lists are only touched by redis-benchmark).
+    let stats = redis
+        .command(&["INFO", "commandstats"])
+        .expect("INFO commandstats")
+        .text();
+    let usec = |cmd: &str| usec_per_call(&stats, cmd);
+    let (evalsha, lpush, rpop) = (usec("evalsha"), usec("lpush"), usec("rpop"));
+    println!(
+        "redis server time per call: EVALSHA {evalsha:.2} us (our scripts), LPUSH {lpush:.2} us, \
+         RPOP {rpop:.2} us; per job: ours 3 scripts = {:.2} us, a list job = {:.2} us ({:.1}x)",
+        3.0 * evalsha,
+        lpush + rpop,
+        3.0 * evalsha / (lpush + rpop)
+    );
     drop(queues);
     drop(redis);
+}
+
+/// `usec_per_call` of `cmd` in `INFO commandstats`
+/// (`cmdstat_lpush:calls=3,usec=9,usec_per_call=3.00,...`).
+fn usec_per_call(info: &str, cmd: &str) -> f64 {
+    let prefix = format!("cmdstat_{cmd}:");
+    info.lines()
+        .filter_map(|l| l.trim().strip_prefix(prefix.as_str()))
+        .flat_map(|fields| fields.split(','))
+        .filter_map(|f| f.strip_prefix("usec_per_call="))
+        .find_map(|v| v.parse().ok())
+        .unwrap_or(f64::NAN)
 }
 
 /// The embedded queue on a fresh file, with the store's pool settings.

@@ -101,7 +101,9 @@
     function check() {
       checks += 1;
       fetch(url, { cache: "no-store", credentials: "same-origin" }).then(function (resp) {
-        if (resp.status === 202) {
+        // 202: still inspecting; 429 and 5xx: a hiccup, ask again. Anything else (200, or
+        // an error page such as 404) is what the page now shows.
+        if (resp.status === 202 || resp.status === 429 || resp.status >= 500) {
           return next();
         }
         if (status) status.textContent = "Ready. Loading the image page…";

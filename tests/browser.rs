@@ -60,9 +60,13 @@ impl Site {
             tokio::net::TcpListener::from_std(listener).expect("tokio listener")
         };
         let (tx, rx) = tokio::sync::oneshot::channel::<()>();
-        let task = rt.spawn(microbadger::web::serve(listener, app.state.clone(), async move {
-            let _ = rx.await;
-        }));
+        let task = rt.spawn(microbadger::web::serve(
+            listener,
+            app.state.clone(),
+            async move {
+                let _ = rx.await;
+            },
+        ));
         Site {
             rt,
             app,
@@ -77,7 +81,14 @@ impl Site {
     }
 
     /// Save `image:tag` as the worker would.
-    fn save(&self, image: &str, tag: &str, top: u32, labels: &[(&str, &str)], layers: &[(u64, &str)]) -> i64 {
+    fn save(
+        &self,
+        image: &str,
+        tag: &str,
+        top: u32,
+        labels: &[(&str, &str)],
+        layers: &[(u64, &str)],
+    ) -> i64 {
         let r = ImageRef::parse(image).unwrap();
         let insp = inspection(image, tag, top, labels, layers);
         self.rt.block_on(async {
@@ -103,7 +114,9 @@ impl Drop for Site {
             let _ = stop.send(());
         }
         if let Some(task) = self.task.take() {
-            let _ = self.rt.block_on(async { tokio::time::timeout(Duration::from_secs(10), task).await });
+            let _ = self
+                .rt
+                .block_on(async { tokio::time::timeout(Duration::from_secs(10), task).await });
         }
     }
 }
@@ -113,7 +126,13 @@ fn digest(n: u32) -> String {
 }
 
 /// An inspection of `image:tag` at `digest(top)` made by the real engine.
-fn inspection(image: &str, tag: &str, top: u32, labels: &[(&str, &str)], layers: &[(u64, &str)]) -> Inspection {
+fn inspection(
+    image: &str,
+    tag: &str,
+    top: u32,
+    labels: &[(&str, &str)],
+    layers: &[(u64, &str)],
+) -> Inspection {
     let manifest_layers: Vec<Value> = layers
         .iter()
         .enumerate()
@@ -172,9 +191,18 @@ fn inspection(image: &str, tag: &str, top: u32, labels: &[(&str, &str)], layers:
 /// A realistic, not perfect, set of labels: the OCI report has a few keys to fix.
 const LABELS: &[(&str, &str)] = &[
     ("org.opencontainers.image.title", "Acme Web"),
-    ("org.opencontainers.image.description", "The Acme storefront, served by nginx"),
-    ("org.opencontainers.image.source", "https://github.com/acme/web"),
-    ("org.opencontainers.image.revision", "9f2c1e7a4b3d2c1e0f9a8b7c6d5e4f3a2b1c0d9e"),
+    (
+        "org.opencontainers.image.description",
+        "The Acme storefront, served by nginx",
+    ),
+    (
+        "org.opencontainers.image.source",
+        "https://github.com/acme/web",
+    ),
+    (
+        "org.opencontainers.image.revision",
+        "9f2c1e7a4b3d2c1e0f9a8b7c6d5e4f3a2b1c0d9e",
+    ),
     ("org.opencontainers.image.version", "2.4.1"),
     ("org.opencontainers.image.licenses", "Apache-2.0"),
     ("maintainer", "Acme Platform Team <platform@acme.example>"),
@@ -184,10 +212,22 @@ const LABELS: &[(&str, &str)] = &[
 
 const LAYERS: &[(u64, &str)] = &[
     (29_150_000, "/bin/sh -c #(nop) ADD file:5b1e6f2 in / "),
-    (41_870_000, "/bin/sh -c apt-get update && apt-get install -y --no-install-recommends nginx ca-certificates && rm -rf /var/lib/apt/lists/*"),
-    (620, "/bin/sh -c #(nop) COPY file:e3b0c44 in /docker-entrypoint.sh "),
-    (4_300_000, "/bin/sh -c #(nop) COPY dir:8d1f0e2 in /usr/share/nginx/html "),
-    (1_250, "/bin/sh -c #(nop) COPY file:77aa01b in /etc/nginx/conf.d/default.conf "),
+    (
+        41_870_000,
+        "/bin/sh -c apt-get update && apt-get install -y --no-install-recommends nginx ca-certificates && rm -rf /var/lib/apt/lists/*",
+    ),
+    (
+        620,
+        "/bin/sh -c #(nop) COPY file:e3b0c44 in /docker-entrypoint.sh ",
+    ),
+    (
+        4_300_000,
+        "/bin/sh -c #(nop) COPY dir:8d1f0e2 in /usr/share/nginx/html ",
+    ),
+    (
+        1_250,
+        "/bin/sh -c #(nop) COPY file:77aa01b in /etc/nginx/conf.d/default.conf ",
+    ),
 ];
 
 // ---- chromedriver and WebDriver --------------------------------------------------------
@@ -229,7 +269,11 @@ impl Driver {
             if let Ok(Some(status)) = driver.child.try_wait() {
                 panic!("chromedriver exited with {status}: {}", driver.log());
             }
-            assert!(Instant::now() < deadline, "chromedriver did not start: {}", driver.log());
+            assert!(
+                Instant::now() < deadline,
+                "chromedriver did not start: {}",
+                driver.log()
+            );
             std::thread::sleep(Duration::from_millis(50));
         }
     }
@@ -288,9 +332,17 @@ impl Browser {
             "goog:loggingPrefs": {"browser": "ALL"},
         }}});
         let agent = agent();
-        let created = request(&agent, "POST", &format!("{}/session", driver.url), Some(&caps))
-            .unwrap_or_else(|e| panic!("new session: {e}\n{}", driver.log()));
-        let id = created["sessionId"].as_str().expect("session id").to_owned();
+        let created = request(
+            &agent,
+            "POST",
+            &format!("{}/session", driver.url),
+            Some(&caps),
+        )
+        .unwrap_or_else(|e| panic!("new session: {e}\n{}", driver.log()));
+        let id = created["sessionId"]
+            .as_str()
+            .expect("session id")
+            .to_owned();
         Browser {
             agent,
             session: format!("{}/session/{id}", driver.url),
@@ -299,8 +351,13 @@ impl Browser {
     }
 
     fn cmd(&self, method: &str, path: &str, body: Option<&Value>) -> Value {
-        request(&self.agent, method, &format!("{}{path}", self.session), body)
-            .unwrap_or_else(|e| panic!("{method} {path}: {e}"))
+        request(
+            &self.agent,
+            method,
+            &format!("{}{path}", self.session),
+            body,
+        )
+        .unwrap_or_else(|e| panic!("{method} {path}: {e}"))
     }
 
     fn goto(&self, url: &str) {
@@ -308,29 +365,47 @@ impl Browser {
     }
 
     fn title(&self) -> String {
-        self.cmd("GET", "/title", None).as_str().unwrap_or_default().to_owned()
+        self.cmd("GET", "/title", None)
+            .as_str()
+            .unwrap_or_default()
+            .to_owned()
     }
 
     fn js(&self, script: &str) -> Value {
-        self.cmd("POST", "/execute/sync", Some(&json!({"script": script, "args": []})))
+        self.cmd(
+            "POST",
+            "/execute/sync",
+            Some(&json!({"script": script, "args": []})),
+        )
     }
 
     fn resize(&self, width: u32, height: u32) {
-        self.cmd("POST", "/window/rect", Some(&json!({"width": width, "height": height})));
+        self.cmd(
+            "POST",
+            "/window/rect",
+            Some(&json!({"width": width, "height": height})),
+        );
     }
 
     /// Browser console entries since the last call (chromedriver's log extension).
     fn console(&self) -> Vec<String> {
         let logs = self.cmd("POST", "/se/log", Some(&json!({"type": "browser"})));
         logs.as_array()
-            .map(|a| a.iter().map(|e| format!("{} {}", e["level"], e["message"])).collect())
+            .map(|a| {
+                a.iter()
+                    .map(|e| format!("{} {}", e["level"], e["message"]))
+                    .collect()
+            })
             .unwrap_or_default()
     }
 
     /// A PNG of the whole page at `width`, saved as `target/screenshots/<name>.png`.
     fn screenshot(&self, name: &str, width: u32) -> PathBuf {
         self.resize(width, 900);
-        let height = self.js("return document.documentElement.scrollHeight").as_u64().unwrap_or(900);
+        let height = self
+            .js("return document.documentElement.scrollHeight")
+            .as_u64()
+            .unwrap_or(900);
         self.resize(width, (height as u32 + 140).clamp(600, 9000));
         std::thread::sleep(Duration::from_millis(300));
         let b64 = self.cmd("GET", "/screenshot", None);
@@ -354,7 +429,10 @@ impl Browser {
             if !(v.is_null() || v == json!(false) || v == json!(0) || v == json!("")) {
                 return v;
             }
-            assert!(Instant::now() < deadline, "timed out after {timeout:?} waiting for {what}");
+            assert!(
+                Instant::now() < deadline,
+                "timed out after {timeout:?} waiting for {what}"
+            );
             std::thread::sleep(Duration::from_millis(100));
         }
     }
@@ -367,8 +445,15 @@ impl Drop for Browser {
 }
 
 /// One WebDriver call: the response's `value`, or the WebDriver error.
-fn request(agent: &ureq::Agent, method: &str, url: &str, body: Option<&Value>) -> Result<Value, String> {
-    let payload = body.map(Value::to_string).unwrap_or_else(|| "{}".to_owned());
+fn request(
+    agent: &ureq::Agent,
+    method: &str,
+    url: &str,
+    body: Option<&Value>,
+) -> Result<Value, String> {
+    let payload = body
+        .map(Value::to_string)
+        .unwrap_or_else(|| "{}".to_owned());
     let builder = ureq::http::Request::builder()
         .method(method)
         .uri(url)
@@ -406,7 +491,8 @@ fn problems(console: &[String]) -> Vec<&String> {
     console
         .iter()
         .filter(|l| {
-            l.contains("Content Security Policy") || (l.contains("SEVERE") && !l.contains("favicon.ico"))
+            l.contains("Content Security Policy")
+                || (l.contains("SEVERE") && !l.contains("favicon.ico"))
         })
         .collect()
 }
@@ -431,7 +517,16 @@ fn image_page_shows_labels_compliance_and_loads_every_badge() {
             },
         ))
         .unwrap();
-    site.save("nginx", "1.27", 3, &[("maintainer", "NGINX Docker Maintainers <docker-maint@nginx.com>")], &LAYERS[..2]);
+    site.save(
+        "nginx",
+        "1.27",
+        3,
+        &[(
+            "maintainer",
+            "NGINX Docker Maintainers <docker-maint@nginx.com>",
+        )],
+        &LAYERS[..2],
+    );
     site.save("ghcr.io/acme/worker", "0.9", 4, &LABELS[2..6], &LAYERS[1..]);
 
     let driver = Driver::start();
@@ -439,9 +534,19 @@ fn image_page_shows_labels_compliance_and_loads_every_badge() {
 
     // Home page.
     browser.goto(&site.url("/"));
-    assert_eq!(browser.title(), "Container image metadata, labels and badges · MicroBadger");
+    assert_eq!(
+        browser.title(),
+        "Container image metadata, labels and badges · MicroBadger"
+    );
     let recent = browser.js("return Array.from(document.querySelectorAll('#recent a.image-name')).map(a => a.textContent)");
-    assert!(recent.as_array().unwrap().iter().any(|n| n == "acme/web:2.4.1"), "{recent}");
+    assert!(
+        recent
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|n| n == "acme/web:2.4.1"),
+        "{recent}"
+    );
     let home = browser.screenshot("home", 1280);
 
     // Image page.
@@ -457,12 +562,24 @@ fn image_page_shows_labels_compliance_and_loads_every_badge() {
     let docs_link = browser.js("return document.querySelector('#labels-table a[href=\"https://acme.example/docs/web\"]').rel");
     assert_eq!(docs_link, json!("nofollow noopener"));
     let score = browser.js("return document.querySelector('#compliance-score').innerText");
-    let score = score.as_str().unwrap().trim().trim_end_matches('%').parse::<u8>().unwrap();
+    let score = score
+        .as_str()
+        .unwrap()
+        .trim()
+        .trim_end_matches('%')
+        .parse::<u8>()
+        .unwrap();
     assert!(score > 0 && score < 100, "a partly labelled image: {score}");
-    let oci_visible = browser.js("const t = document.querySelector('#schema-oci table'); return t.offsetHeight > 0");
+    let oci_visible = browser
+        .js("const t = document.querySelector('#schema-oci table'); return t.offsetHeight > 0");
     assert_eq!(oci_visible, json!(true), "the OCI report is open");
     let fix = browser.js("return document.querySelector('#fix-oci-dockerfile').innerText");
-    assert!(fix.as_str().unwrap().contains("LABEL org.opencontainers.image.created=\"$BUILD_DATE\""), "{fix}");
+    assert!(
+        fix.as_str()
+            .unwrap()
+            .contains("LABEL org.opencontainers.image.created=\"$BUILD_DATE\""),
+        "{fix}"
+    );
 
     // Every badge loads.
     let badges = browser.wait_for(
@@ -483,26 +600,39 @@ fn image_page_shows_labels_compliance_and_loads_every_badge() {
     assert!(shown.as_u64().unwrap() >= 21, "{shown}");
     let ago = browser.js("return document.querySelectorAll('time[data-ago] + span.muted').length");
     assert!(ago.as_u64().unwrap() > 0, "{ago}");
-    let chart_bars = browser.js("return document.querySelectorAll('svg.layer-chart rect.fill').length");
+    let chart_bars =
+        browser.js("return document.querySelectorAll('svg.layer-chart rect.fill').length");
     assert_eq!(chart_bars, json!(LAYERS.len()));
     let image = browser.screenshot("image", 1280);
     let image_mobile = browser.screenshot("image-mobile", 390);
-    let horizontal_overflow = browser.js("return document.documentElement.scrollWidth > window.innerWidth");
+    let horizontal_overflow =
+        browser.js("return document.documentElement.scrollWidth > window.innerWidth");
     browser.resize(390, 900);
-    let overflow_mobile = browser.js("return document.documentElement.scrollWidth - window.innerWidth");
+    let overflow_mobile =
+        browser.js("return document.documentElement.scrollWidth - window.innerWidth");
     browser.resize(1280, 900);
     assert_eq!(horizontal_overflow, json!(false));
-    assert!(overflow_mobile.as_i64().unwrap() <= 0, "the page scrolls sideways on a phone: {overflow_mobile}");
+    assert!(
+        overflow_mobile.as_i64().unwrap() <= 0,
+        "the page scrolls sideways on a phone: {overflow_mobile}"
+    );
 
     // Version page and API page.
     browser.goto(&site.url(&format!("/images/acme/web/version/{}", digest(1))));
-    assert!(browser.title().starts_with("acme/web@"), "{}", browser.title());
+    assert!(
+        browser.title().starts_with("acme/web@"),
+        "{}",
+        browser.title()
+    );
     let version = browser.screenshot("version", 1280);
     browser.goto(&site.url("/api"));
     assert_eq!(browser.title(), "JSON API · MicroBadger");
     let api = browser.screenshot("api", 1280);
     let console = browser.console();
-    assert!(problems(&console).is_empty(), "browser console: {console:#?}");
+    assert!(
+        problems(&console).is_empty(),
+        "browser console: {console:#?}"
+    );
     browser.goto(&site.url("/images/acme/web:nope"));
     let not_found = browser.screenshot("not-found", 1280);
     for p in [home, image, image_mobile, version, api, not_found] {
@@ -530,20 +660,37 @@ fn inspecting_page_becomes_the_image_page_by_itself() {
     let marker = browser.js("window.__same_page = true; return true");
     assert_eq!(marker, json!(true));
     std::thread::sleep(Duration::from_secs(4));
-    assert_eq!(browser.js("return window.__same_page === true"), json!(true), "the page reloaded while still inspecting");
+    assert_eq!(
+        browser.js("return window.__same_page === true"),
+        json!(true),
+        "the page reloaded while still inspecting"
+    );
 
     // The worker's part.
     let saved = Instant::now();
     site.save("acme/fresh", "1.0", 9, LABELS, LAYERS);
     let deadline = saved + Duration::from_secs(10);
     while browser.title() != "acme/fresh:1.0 · MicroBadger" {
-        assert!(Instant::now() < deadline, "still {:?} 10 s after the image was saved", browser.title());
+        assert!(
+            Instant::now() < deadline,
+            "still {:?} 10 s after the image was saved",
+            browser.title()
+        );
         std::thread::sleep(Duration::from_millis(100));
     }
-    eprintln!("inspecting page became the image page {:?} after the save (with JavaScript)", saved.elapsed());
-    assert_eq!(browser.js("return document.querySelector('h1').innerText"), json!("acme/fresh:1.0"));
+    eprintln!(
+        "inspecting page became the image page {:?} after the save (with JavaScript)",
+        saved.elapsed()
+    );
+    assert_eq!(
+        browser.js("return document.querySelector('h1').innerText"),
+        json!("acme/fresh:1.0")
+    );
     let console = browser.console();
-    assert!(problems(&console).is_empty(), "browser console: {console:#?}");
+    assert!(
+        problems(&console).is_empty(),
+        "browser console: {console:#?}"
+    );
 }
 
 #[test]
@@ -562,8 +709,15 @@ fn inspecting_page_completes_without_javascript_too() {
     site.save("acme/nojs", "1.0", 10, LABELS, LAYERS);
     let deadline = saved + Duration::from_secs(10);
     while browser.title() != "acme/nojs:1.0 · MicroBadger" {
-        assert!(Instant::now() < deadline, "still {:?} 10 s after the image was saved", browser.title());
+        assert!(
+            Instant::now() < deadline,
+            "still {:?} 10 s after the image was saved",
+            browser.title()
+        );
         std::thread::sleep(Duration::from_millis(100));
     }
-    eprintln!("inspecting page became the image page {:?} after the save (meta refresh)", saved.elapsed());
+    eprintln!(
+        "inspecting page became the image page {:?} after the save (meta refresh)",
+        saved.elapsed()
+    );
 }

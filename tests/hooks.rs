@@ -403,7 +403,7 @@ async fn token_table_behaviour(store: &Store) {
             .webhooks_for(WebhookKind::DockerHub, "docker.io/user/app")
             .await
             .unwrap(),
-        [first.clone()]
+        std::slice::from_ref(&first)
     );
     assert!(
         store

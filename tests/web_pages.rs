@@ -36,7 +36,10 @@ const FULL_LABELS: &[(&str, &str)] = &[
     ("org.opencontainers.image.title", "Acme Web"),
     ("org.opencontainers.image.description", "A small web server"),
     ("org.opencontainers.image.created", "2024-03-01T10:00:00Z"),
-    ("org.opencontainers.image.source", "https://github.com/acme/web"),
+    (
+        "org.opencontainers.image.source",
+        "https://github.com/acme/web",
+    ),
     (
         "org.opencontainers.image.revision",
         "0123abcd4567ef890123abcd4567ef890123abcd",
@@ -48,7 +51,13 @@ const FULL_LABELS: &[(&str, &str)] = &[
 ];
 
 /// An inspection of `image:tag` at `digest(top)` made by the real engine.
-fn inspection(image: &str, tag: &str, top: u32, labels: &[(&str, &str)], layers: &[(u64, &str)]) -> Inspection {
+fn inspection(
+    image: &str,
+    tag: &str,
+    top: u32,
+    labels: &[(&str, &str)],
+    layers: &[(u64, &str)],
+) -> Inspection {
     let manifest_layers: Vec<serde_json::Value> = layers
         .iter()
         .enumerate()
@@ -113,7 +122,14 @@ const LAYERS: &[(u64, &str)] = &[
 ];
 
 /// Save `image:tag` at `digest(top)`; returns the repository id.
-async fn seed(app: &TestApp, image: &str, tag: &str, top: u32, labels: &[(&str, &str)], when: i64) -> i64 {
+async fn seed(
+    app: &TestApp,
+    image: &str,
+    tag: &str,
+    top: u32,
+    labels: &[(&str, &str)],
+    when: i64,
+) -> i64 {
     let r = ImageRef::parse(image).unwrap();
     let repo = app
         .store
@@ -121,7 +137,10 @@ async fn seed(app: &TestApp, image: &str, tag: &str, top: u32, labels: &[(&str, 
         .await
         .unwrap();
     let insp = inspection(image, tag, top, labels, LAYERS);
-    app.store.save_tag(repo.id, tag, &insp, at(when)).await.unwrap();
+    app.store
+        .save_tag(repo.id, tag, &insp, at(when))
+        .await
+        .unwrap();
     repo.id
 }
 
@@ -131,7 +150,9 @@ async fn app() -> TestApp {
 
 fn html(resp: &TestResponse) -> Html {
     assert!(
-        resp.header("content-type").unwrap_or_default().starts_with("text/html"),
+        resp.header("content-type")
+            .unwrap_or_default()
+            .starts_with("text/html"),
         "not HTML: {:?}",
         resp.header("content-type")
     );
@@ -144,22 +165,37 @@ fn all<'a>(doc: &'a Html, css: &str) -> Vec<ElementRef<'a>> {
 
 fn one<'a>(doc: &'a Html, css: &str) -> ElementRef<'a> {
     let found = all(doc, css);
-    assert_eq!(found.len(), 1, "expected one `{css}`, found {}", found.len());
+    assert_eq!(
+        found.len(),
+        1,
+        "expected one `{css}`, found {}",
+        found.len()
+    );
     found[0]
 }
 
 fn text(e: ElementRef<'_>) -> String {
-    e.text().collect::<String>().split_whitespace().collect::<Vec<_>>().join(" ")
+    e.text()
+        .collect::<String>()
+        .split_whitespace()
+        .collect::<Vec<_>>()
+        .join(" ")
 }
 
 fn attr<'a>(e: ElementRef<'a>, name: &str) -> &'a str {
-    e.value().attr(name).unwrap_or_else(|| panic!("no {name} on {:?}", e.value()))
+    e.value()
+        .attr(name)
+        .unwrap_or_else(|| panic!("no {name} on {:?}", e.value()))
 }
 
 /// No inline script, style or event handler anywhere (the CSP forbids them).
 fn assert_no_inline_code(doc: &Html) {
     for s in all(doc, "script") {
-        assert!(s.value().attr("src").is_some(), "inline script: {}", s.html());
+        assert!(
+            s.value().attr("src").is_some(),
+            "inline script: {}",
+            s.html()
+        );
         assert!(text(s).is_empty());
     }
     assert!(all(doc, "style, [style]").is_empty(), "inline style");
@@ -177,7 +213,10 @@ async fn home_lists_recent_and_best_labelled_images() {
     seed(&app, "acme/bare", "latest", 2, &[], 20).await;
     let resp = app.get("/").await;
     assert_eq!(resp.status, 200);
-    assert_eq!(resp.header("cache-control"), Some("public, max-age=60, s-maxage=60"));
+    assert_eq!(
+        resp.header("cache-control"),
+        Some("public, max-age=60, s-maxage=60")
+    );
     let doc = html(&resp);
     assert_no_inline_code(&doc);
     let form = one(&doc, "form.hero-search");
@@ -185,13 +224,24 @@ async fn home_lists_recent_and_best_labelled_images() {
     assert_eq!(attr(form, "method"), "get");
     one(&doc, "form.hero-search input[name=q]");
 
-    let recent: Vec<String> = all(&doc, "#recent li a.image-name").into_iter().map(text).collect();
+    let recent: Vec<String> = all(&doc, "#recent li a.image-name")
+        .into_iter()
+        .map(text)
+        .collect();
     assert_eq!(recent, ["acme/bare:latest", "acme/web:1.0"], "newest first");
     let best = all(&doc, "#best li");
     assert_eq!(text(one_in(best[0], "a.image-name")), "acme/web:1.0");
-    assert_eq!(attr(one_in(best[0], "a.image-name"), "href"), "/images/acme/web:1.0");
+    assert_eq!(
+        attr(one_in(best[0], "a.image-name"), "href"),
+        "/images/acme/web:1.0"
+    );
     assert_eq!(text(one_in(best[0], ".score")), "100%");
-    assert!(one_in(best[0], ".score").value().classes().any(|c| c == "good"));
+    assert!(
+        one_in(best[0], ".score")
+            .value()
+            .classes()
+            .any(|c| c == "good")
+    );
     assert!(text(best[0]).contains("Apache-2.0"), "{}", text(best[0]));
     assert!(text(best[0]).contains("11.7 MiB"), "{}", text(best[0]));
     assert_eq!(text(one_in(best[1], "a.image-name")), "acme/bare:latest");
@@ -216,7 +266,15 @@ async fn home_page_without_images_says_so() {
 async fn image_page_shows_every_section_with_the_right_values() {
     let app = app().await;
     let id = seed(&app, "acme/web", "1.0", 1, FULL_LABELS, 10).await;
-    seed(&app, "acme/web", "2.0", 2, &[("org.opencontainers.image.version", "3.0")], 20).await;
+    seed(
+        &app,
+        "acme/web",
+        "2.0",
+        2,
+        &[("org.opencontainers.image.version", "3.0")],
+        20,
+    )
+    .await;
     app.store
         .set_hub_info(
             id,
@@ -233,16 +291,25 @@ async fn image_page_shows_every_section_with_the_right_values() {
 
     let resp = app.get("/images/acme/web:1.0").await;
     assert_eq!(resp.status, 200, "{}", resp.text());
-    assert_eq!(resp.header("cache-control"), Some("public, max-age=60, s-maxage=60"));
+    assert_eq!(
+        resp.header("cache-control"),
+        Some("public, max-age=60, s-maxage=60")
+    );
     let doc = html(&resp);
     assert_no_inline_code(&doc);
-    assert_eq!(text(one(&doc, "head > title")), "acme/web:1.0 · MicroBadger");
+    assert_eq!(
+        text(one(&doc, "head > title")),
+        "acme/web:1.0 · MicroBadger"
+    );
     assert_eq!(text(one(&doc, "h1")), "acme/web:1.0");
     assert_eq!(text(one(&doc, ".subtitle")), "Acme Web");
     assert_eq!(text(one(&doc, ".description")), "A small web server");
     assert_eq!(text(one(&doc, "#hub-stars")), "★ 1.2K stars");
     assert_eq!(text(one(&doc, "#hub-pulls")), "5.6M pulls");
-    assert_eq!(attr(one(&doc, "a.chip.hub"), "href"), "https://hub.docker.com/r/acme/web");
+    assert_eq!(
+        attr(one(&doc, "a.chip.hub"), "href"),
+        "https://hub.docker.com/r/acme/web"
+    );
     assert_eq!(text(one(&doc, "#pull-cmd")), "docker pull acme/web:1.0");
 
     // Summary: derived facts, links only for URLs, no environment values.
@@ -270,7 +337,11 @@ async fn image_page_shows_every_section_with_the_right_values() {
     // Tags: each with its own version's figures, newest first, the shown one marked.
     let rows = all(&doc, "#tags tbody tr");
     assert_eq!(rows.len(), 2);
-    let cells = |r: ElementRef<'_>| -> Vec<String> { r.select(&Selector::parse("th, td").unwrap()).map(text).collect() };
+    let cells = |r: ElementRef<'_>| -> Vec<String> {
+        r.select(&Selector::parse("th, td").unwrap())
+            .map(text)
+            .collect()
+    };
     assert_eq!(cells(rows[0])[0], "2.0");
     let v1 = cells(rows[1]);
     assert_eq!(v1[0], "1.0");
@@ -280,8 +351,14 @@ async fn image_page_shows_every_section_with_the_right_values() {
     assert_eq!(v1[4], "2024-03-01 10:00 UTC");
     assert_eq!(v1[5], "linux/amd64");
     assert!(rows[1].value().classes().any(|c| c == "current"));
-    assert_eq!(attr(one_in(rows[1], "td.mono a"), "href"), format!("/images/acme/web/version/{}", digest(1)));
-    assert_eq!(attr(one_in(rows[0], "th a"), "href"), "/images/acme/web:2.0");
+    assert_eq!(
+        attr(one_in(rows[1], "td.mono a"), "href"),
+        format!("/images/acme/web/version/{}", digest(1))
+    );
+    assert_eq!(
+        attr(one_in(rows[0], "th a"), "href"),
+        "/images/acme/web:2.0"
+    );
 
     // Labels.
     let labels = all(&doc, "#labels-table tbody tr");
@@ -305,39 +382,77 @@ async fn image_page_shows_every_section_with_the_right_values() {
     // Label Schema keys are all missing, with fix lines (Dockerfile, build args, buildx).
     assert!(!all(&doc, "#schema-label-schema tbody tr.missing").is_empty());
     let dockerfile = text(one(&doc, "#fix-label-schema-dockerfile"));
-    assert!(dockerfile.contains("LABEL org.label-schema.name=\"Acme Web\""), "{dockerfile}");
+    assert!(
+        dockerfile.contains("LABEL org.label-schema.name=\"Acme Web\""),
+        "{dockerfile}"
+    );
     assert!(dockerfile.contains("ARG BUILD_DATE"), "{dockerfile}");
-    assert!(text(one(&doc, "#fix-label-schema-build")).starts_with("docker build \\ --build-arg BUILD_DATE="));
-    assert!(text(one(&doc, "#fix-label-schema-buildx")).contains("--label 'org.label-schema.name=Acme Web'"));
+    assert!(
+        text(one(&doc, "#fix-label-schema-build"))
+            .starts_with("docker build \\ --build-arg BUILD_DATE=")
+    );
+    assert!(
+        text(one(&doc, "#fix-label-schema-buildx"))
+            .contains("--label 'org.label-schema.name=Acme Web'")
+    );
 
     // Layers: table and chart.
     let layers = all(&doc, "#layers-table tbody tr");
     assert_eq!(layers.len(), 3);
-    assert_eq!(text(one_in(layers[1], "td.command")), "RUN apk add --no-cache nginx");
+    assert_eq!(
+        text(one_in(layers[1], "td.command")),
+        "RUN apk add --no-cache nginx"
+    );
     assert_eq!(text(one_in(layers[1], "td[data-bytes]")), "9.0 MiB");
-    let bars: Vec<&str> = all(&doc, "svg.layer-chart rect.fill").into_iter().map(|r| attr(r, "width")).collect();
+    let bars: Vec<&str> = all(&doc, "svg.layer-chart rect.fill")
+        .into_iter()
+        .map(|r| attr(r, "width"))
+        .collect();
     assert_eq!(bars, ["29.79%", "100.00%", "0.40%"]);
     assert_eq!(all(&doc, "svg.layer-chart[role=img] > title").len(), 1);
 
     // Badges: every kind, previews relative, snippets on the public URL.
-    let imgs: Vec<&str> = all(&doc, "#badges img").into_iter().map(|i| attr(i, "src")).collect();
+    let imgs: Vec<&str> = all(&doc, "#badges img")
+        .into_iter()
+        .map(|i| attr(i, "src"))
+        .collect();
     assert_eq!(
         imgs,
-        ["image", "version", "commit", "license", "created", "platforms", "labels"]
-            .map(|k| format!("/badges/{k}/acme/web:1.0.svg"))
+        [
+            "image",
+            "version",
+            "commit",
+            "license",
+            "created",
+            "platforms",
+            "labels"
+        ]
+        .map(|k| format!("/badges/{k}/acme/web:1.0.svg"))
     );
     assert_eq!(
         text(one(&doc, "#badge-image-md")),
-        format!("[![Size and layers of acme/web:1.0]({PUBLIC_URL}/badges/image/acme/web:1.0.svg)]({PUBLIC_URL}/images/acme/web:1.0)")
+        format!(
+            "[![Size and layers of acme/web:1.0]({PUBLIC_URL}/badges/image/acme/web:1.0.svg)]({PUBLIC_URL}/images/acme/web:1.0)"
+        )
     );
-    assert_eq!(text(one(&doc, "#badge-version-url")), format!("{PUBLIC_URL}/badges/version/acme/web:1.0.svg"));
-    assert!(text(one(&doc, "#badge-license-html")).starts_with(&format!("<a href=\"{PUBLIC_URL}/images/acme/web:1.0\">")));
+    assert_eq!(
+        text(one(&doc, "#badge-version-url")),
+        format!("{PUBLIC_URL}/badges/version/acme/web:1.0.svg")
+    );
+    assert!(
+        text(one(&doc, "#badge-license-html"))
+            .starts_with(&format!("<a href=\"{PUBLIC_URL}/images/acme/web:1.0\">"))
+    );
     // Copy buttons are progressive enhancement: hidden until the script shows them.
     let buttons = all(&doc, "button.copy");
     assert!(buttons.len() >= 21);
     for b in buttons {
         assert!(b.value().attr("hidden").is_some());
-        assert!(doc.select(&Selector::parse(&format!("#{}", attr(b, "data-copy"))).unwrap()).next().is_some());
+        assert!(
+            doc.select(&Selector::parse(&format!("#{}", attr(b, "data-copy"))).unwrap())
+                .next()
+                .is_some()
+        );
     }
 }
 
@@ -348,9 +463,16 @@ async fn image_page_without_a_tag_shows_latest_and_untagged_badges() {
     seed(&app, "acme/web", "0.9", 2, &[], 20).await;
     let doc = html(&app.get("/images/acme/web").await);
     assert_eq!(text(one(&doc, "head > title")), "acme/web · MicroBadger");
-    assert_eq!(text(one(&doc, "h1")), "acme/web:latest", "the tag shown is named");
+    assert_eq!(
+        text(one(&doc, "h1")),
+        "acme/web:latest",
+        "the tag shown is named"
+    );
     assert_eq!(text(one(&doc, "#pull-cmd")), "docker pull acme/web:latest");
-    assert_eq!(attr(one(&doc, "#badge-image img"), "src"), "/badges/image/acme/web.svg");
+    assert_eq!(
+        attr(one(&doc, "#badge-image img"), "src"),
+        "/badges/image/acme/web.svg"
+    );
     let current = one(&doc, "#tags tr.current");
     assert_eq!(text(one_in(current, "th")), "latest");
 }
@@ -364,7 +486,10 @@ async fn image_pages_come_from_the_render_cache_until_the_repository_changes() {
     let second = app.get("/images/acme/web:1.0").await;
     assert_eq!(app.state.cache.counts().0, hits + 1);
     assert_eq!(first.body, second.body);
-    assert_eq!(second.header("cache-control"), Some("public, max-age=60, s-maxage=60"));
+    assert_eq!(
+        second.header("cache-control"),
+        Some("public, max-age=60, s-maxage=60")
+    );
     assert!(second.header("etag").is_some());
     app.state.cache.invalidate("docker.io/acme/web");
     assert_eq!(app.get("/images/acme/web:1.0").await.status, 200);
@@ -385,15 +510,30 @@ async fn label_values_are_links_only_when_they_are_http_urls() {
     ];
     seed(&app, "acme/links", "1", 1, &labels, 10).await;
     let doc = html(&app.get("/images/acme/links:1").await);
-    let hrefs: Vec<&str> = all(&doc, "#labels-table a").into_iter().map(|a| attr(a, "href")).collect();
-    assert_eq!(hrefs, ["https://acme.example/docs?x=1&y=2", "http://acme.example/"]);
+    let hrefs: Vec<&str> = all(&doc, "#labels-table a")
+        .into_iter()
+        .map(|a| attr(a, "href"))
+        .collect();
+    assert_eq!(
+        hrefs,
+        ["https://acme.example/docs?x=1&y=2", "http://acme.example/"]
+    );
     for a in all(&doc, "#labels-table a") {
         assert_eq!(attr(a, "rel"), "nofollow noopener");
     }
     let rows = all(&doc, "#labels-table tbody tr");
-    let js = rows.iter().find(|r| text(one_in(**r, "th")) == "c.javascript").unwrap();
+    let js = rows
+        .iter()
+        .find(|r| text(one_in(**r, "th")) == "c.javascript")
+        .unwrap();
     assert_eq!(text(one_in(*js, "td")), "javascript:alert(document.cookie)");
-    assert!(all(&doc, "a[href^=javascript], a[href^=data], a[href^=vbscript]").is_empty());
+    assert!(
+        all(
+            &doc,
+            "a[href^=javascript], a[href^=data], a[href^=vbscript]"
+        )
+        .is_empty()
+    );
 }
 
 #[tokio::test]
@@ -401,20 +541,35 @@ async fn hostile_label_values_are_escaped() {
     let app = app().await;
     let long = format!("<b>{}</b>", "A".repeat(10 * 1024));
     let labels = [
-        ("org.opencontainers.image.title", "<script>alert('title')</script>"),
-        ("org.opencontainers.image.description", "\"><img src=x onerror=alert(1)>"),
+        (
+            "org.opencontainers.image.title",
+            "<script>alert('title')</script>",
+        ),
+        (
+            "org.opencontainers.image.description",
+            "\"><img src=x onerror=alert(1)>",
+        ),
         ("quotes", "' onmouseover='alert(1)' \" onfocus=\"alert(2)"),
         ("control", "red\u{1b}[31m bell\u{7} nul\u{0} del\u{7f}"),
         ("bidi", "invoice\u{202e}fdp.exe"),
         ("long", long.as_str()),
         ("<script>key</script>", "value"),
-        ("org.opencontainers.image.url", "https://x.example/\"><script>alert(3)</script>"),
+        (
+            "org.opencontainers.image.url",
+            "https://x.example/\"><script>alert(3)</script>",
+        ),
     ];
     seed(&app, "acme/hostile", "1", 1, &labels, 10).await;
     let resp = app.get("/images/acme/hostile:1").await;
     assert_eq!(resp.status, 200);
     let body = resp.text();
-    for raw in ["<script>alert", "<img src=x", "<b>AAAA", "onmouseover='", "\" onfocus=\""] {
+    for raw in [
+        "<script>alert",
+        "<img src=x",
+        "<b>AAAA",
+        "onmouseover='",
+        "\" onfocus=\"",
+    ] {
         assert!(!body.contains(raw), "unescaped {raw:?}");
     }
     for c in ['\u{0}', '\u{1b}', '\u{7}', '\u{7f}', '\u{202e}'] {
@@ -424,26 +579,55 @@ async fn hostile_label_values_are_escaped() {
     assert_no_inline_code(&doc);
     assert!(all(&doc, "img:not([src^='/badges/']):not([src^='/static/'])").is_empty());
     assert!(all(&doc, "b").is_empty());
-    assert_eq!(text(one(&doc, ".subtitle")), "<script>alert('title')</script>");
-    assert_eq!(text(one(&doc, ".description")), "\"><img src=x onerror=alert(1)>");
+    assert_eq!(
+        text(one(&doc, ".subtitle")),
+        "<script>alert('title')</script>"
+    );
+    assert_eq!(
+        text(one(&doc, ".description")),
+        "\"><img src=x onerror=alert(1)>"
+    );
     let value = |key: &str| {
         let rows = all(&doc, "#labels-table tbody tr");
-        let row = rows.iter().find(|r| text(one_in(**r, "th")) == key).copied().unwrap_or_else(|| panic!("no {key}"));
+        let row = rows
+            .iter()
+            .find(|r| text(one_in(**r, "th")) == key)
+            .copied()
+            .unwrap_or_else(|| panic!("no {key}"));
         one_in(row, "td").text().collect::<String>()
     };
-    assert_eq!(value("quotes"), "' onmouseover='alert(1)' \" onfocus=\"alert(2)");
-    assert_eq!(value("control"), "red\\u{1b}[31m bell\\u{7} nul\\u{0} del\\u{7f}");
+    assert_eq!(
+        value("quotes"),
+        "' onmouseover='alert(1)' \" onfocus=\"alert(2)"
+    );
+    assert_eq!(
+        value("control"),
+        "red\\u{1b}[31m bell\\u{7} nul\\u{0} del\\u{7f}"
+    );
     assert_eq!(value("bidi"), "invoice\\u{202e}fdp.exe");
     assert_eq!(value("<script>key</script>"), "value");
     let long_shown = value("long");
     assert!(long_shown.starts_with("<b>AAAA"));
-    assert!(long_shown.ends_with("(8247 more characters)"), "{}", &long_shown[long_shown.len() - 40..]);
+    assert!(
+        long_shown.ends_with("(8247 more characters)"),
+        "{}",
+        &long_shown[long_shown.len() - 40..]
+    );
     // A URL with quotes in it is percent-encoded in the href, never breaks out of it.
     let url_link = all(&doc, "#labels-table a");
     assert_eq!(url_link.len(), 1);
-    assert_eq!(attr(url_link[0], "href"), "https://x.example/%22%3E%3Cscript%3Ealert(3)%3C/script%3E");
+    assert_eq!(
+        attr(url_link[0], "href"),
+        "https://x.example/%22%3E%3Cscript%3Ealert(3)%3C/script%3E"
+    );
     // The title is untrusted too.
-    assert_eq!(all(&doc, "head > *").iter().filter(|e| e.value().name() == "script").count(), 1);
+    assert_eq!(
+        all(&doc, "head > *")
+            .iter()
+            .filter(|e| e.value().name() == "script")
+            .count(),
+        1
+    );
 }
 
 #[tokio::test]
@@ -455,12 +639,20 @@ async fn unknown_image_gets_an_inspecting_page_and_an_urgent_job_then_the_image_
     let doc = html(&resp);
     assert_no_inline_code(&doc);
     assert_eq!(attr(one(&doc, "meta[http-equiv=refresh]"), "content"), "3");
-    assert_eq!(attr(one(&doc, "[data-poll]"), "data-poll"), "/images/acme/new:2.0?poll=1");
+    assert_eq!(
+        attr(one(&doc, "[data-poll]"), "data-poll"),
+        "/images/acme/new:2.0?poll=1"
+    );
     assert!(attr(one(&doc, "script"), "src").starts_with("/static/app.js?v="));
     assert_eq!(text(one(&doc, "h1")), "Inspecting acme/new:2.0");
     one(&doc, "#poll-status[role=status]");
 
-    let job = app.queue.claim("test-worker").await.unwrap().expect("a queued job");
+    let job = app
+        .queue
+        .claim("test-worker")
+        .await
+        .unwrap()
+        .expect("a queued job");
     assert_eq!(job.priority, Priority::Urgent);
     assert_eq!(
         job.kind,
@@ -492,9 +684,19 @@ async fn unknown_image_gets_an_inspecting_page_and_an_urgent_job_then_the_image_
 #[tokio::test]
 async fn missing_images_and_tags_are_404_pages_that_say_so() {
     let app = app().await;
-    let repo = app.store.add_repository("docker.io", "acme/gone", at(0)).await.unwrap();
+    let repo = app
+        .store
+        .add_repository("docker.io", "acme/gone", at(0))
+        .await
+        .unwrap();
     app.store
-        .set_status(repo.id, &RepoStatus::Missing { reason: "the registry says it does not exist".into() }, Utc::now())
+        .set_status(
+            repo.id,
+            &RepoStatus::Missing {
+                reason: "the registry says it does not exist".into(),
+            },
+            Utc::now(),
+        )
         .await
         .unwrap();
     let resp = app.get("/images/acme/gone").await;
@@ -506,20 +708,40 @@ async fn missing_images_and_tags_are_404_pages_that_say_so() {
         text(one(&doc, ".message")),
         "acme/gone was not found: the registry says it does not exist"
     );
-    assert_eq!(app.get("/images/acme/gone?poll=1").await.status, 200, "the poll is done");
+    assert_eq!(
+        app.get("/images/acme/gone?poll=1").await.status,
+        200,
+        "the poll is done"
+    );
 
     // An unknown tag of an image checked a moment ago.
     seed(&app, "acme/web", "1.0", 1, FULL_LABELS, 0).await;
-    let id = app.store.repository("docker.io", "acme/web").await.unwrap().unwrap().id;
-    app.store.set_status(id, &RepoStatus::Inspected, Utc::now()).await.unwrap();
+    let id = app
+        .store
+        .repository("docker.io", "acme/web")
+        .await
+        .unwrap()
+        .unwrap()
+        .id;
+    app.store
+        .set_status(id, &RepoStatus::Inspected, Utc::now())
+        .await
+        .unwrap();
     let resp = app.get("/images/acme/web:nope").await;
     assert_eq!(resp.status, 404);
-    assert_eq!(text(one(&html(&resp), ".message")), "acme/web:nope was not found: no tag nope");
+    assert_eq!(
+        text(one(&html(&resp), ".message")),
+        "acme/web:nope was not found: no tag nope"
+    );
 
     // A digest no tag points at.
-    let resp = app.get(&format!("/images/acme/web/version/{}", digest(99))).await;
+    let resp = app
+        .get(&format!("/images/acme/web/version/{}", digest(99)))
+        .await;
     assert_eq!(resp.status, 404);
-    assert!(text(one(&html(&resp), ".message")).starts_with("no tag of acme/web points at sha256:"));
+    assert!(
+        text(one(&html(&resp), ".message")).starts_with("no tag of acme/web points at sha256:")
+    );
 
     // Not a page at all.
     let resp = app.get("/no/such/page").await;
@@ -541,9 +763,15 @@ async fn bad_names_are_400_with_the_reason() {
         let doc = html(&resp);
         assert_eq!(text(one(&doc, "h1")), "Bad request");
         let message = text(one(&doc, ".message")).to_lowercase();
-        assert!(!message.is_empty() && message.contains(reason), "{uri}: {message}");
+        assert!(
+            !message.is_empty() && message.contains(reason),
+            "{uri}: {message}"
+        );
     }
-    assert!(app.queue.claim("w").await.unwrap().is_none(), "nothing queued");
+    assert!(
+        app.queue.claim("w").await.unwrap().is_none(),
+        "nothing queued"
+    );
 }
 
 #[tokio::test]
@@ -553,9 +781,21 @@ async fn registries_not_on_the_allow_list_are_403_with_the_reason() {
     assert_eq!(resp.status, 403);
     let doc = html(&resp);
     assert_eq!(text(one(&doc, "h1")), "Not allowed");
-    assert!(text(one(&doc, ".message")).contains("registry.evil.example"), "{}", text(one(&doc, ".message")));
-    assert_eq!(app.get("/images/registry.evil.example/team/app:1?poll=1").await.status, 403);
-    assert!(app.queue.claim("w").await.unwrap().is_none(), "nothing queued");
+    assert!(
+        text(one(&doc, ".message")).contains("registry.evil.example"),
+        "{}",
+        text(one(&doc, ".message"))
+    );
+    assert_eq!(
+        app.get("/images/registry.evil.example/team/app:1?poll=1")
+            .await
+            .status,
+        403
+    );
+    assert!(
+        app.queue.claim("w").await.unwrap().is_none(),
+        "nothing queued"
+    );
 }
 
 #[tokio::test]
@@ -567,24 +807,38 @@ async fn version_page_shows_one_digest() {
     let path = format!("/images/acme/web/version/{}", digest(1));
     let resp = app.get(&path).await;
     assert_eq!(resp.status, 200, "{}", resp.text());
-    assert_eq!(resp.header("cache-control"), Some("public, max-age=60, s-maxage=60"));
+    assert_eq!(
+        resp.header("cache-control"),
+        Some("public, max-age=60, s-maxage=60")
+    );
     let doc = html(&resp);
     assert_no_inline_code(&doc);
     assert_eq!(text(one(&doc, "h1")), format!("acme/web@{:012x}", 0));
     let here: Vec<String> = all(&doc, ".tags-here a").into_iter().map(text).collect();
     assert_eq!(here, ["1.0", "stable"]);
-    assert_eq!(text(one(&doc, "#pull-cmd")), format!("docker pull acme/web@{}", digest(1)));
-    let current: Vec<String> = all(&doc, "#tags tr.current th").into_iter().map(text).collect();
+    assert_eq!(
+        text(one(&doc, "#pull-cmd")),
+        format!("docker pull acme/web@{}", digest(1))
+    );
+    let current: Vec<String> = all(&doc, "#tags tr.current th")
+        .into_iter()
+        .map(text)
+        .collect();
     assert_eq!(current, ["stable", "1.0"]);
     assert_eq!(text(one(&doc, "#compliance-score")), "100%");
     assert_eq!(all(&doc, "#layers-table tbody tr").len(), 3);
-    assert_eq!(attr(one(&doc, "#badge-image img"), "src"), "/badges/image/acme/web:1.0.svg");
+    assert_eq!(
+        attr(one(&doc, "#badge-image img"), "src"),
+        "/badges/image/acme/web:1.0.svg"
+    );
 
     // `name@digest` and other spellings redirect to the one URL of each page.
     let resp = app.get(&format!("/images/acme/web@{}", digest(1))).await;
     assert_eq!(resp.status, 308);
     assert_eq!(resp.header("location"), Some(path.as_str()));
-    let resp = app.get(&format!("/images/docker.io/acme/web/version/{}", digest(1))).await;
+    let resp = app
+        .get(&format!("/images/docker.io/acme/web/version/{}", digest(1)))
+        .await;
     assert_eq!(resp.header("location"), Some(path.as_str()));
 }
 
@@ -612,7 +866,10 @@ async fn search_lists_matches_and_offers_a_direct_lookup() {
     let resp = app.get("/search?q=WEB").await;
     assert_eq!(resp.status, 200);
     let doc = html(&resp);
-    let names: Vec<String> = all(&doc, "#results a.image-name").into_iter().map(text).collect();
+    let names: Vec<String> = all(&doc, "#results a.image-name")
+        .into_iter()
+        .map(text)
+        .collect();
     assert_eq!(names, ["acme/web", "acme/webapp"]);
     assert_eq!(attr(one(&doc, "#site-q"), "value"), "WEB");
 
@@ -624,7 +881,10 @@ async fn search_lists_matches_and_offers_a_direct_lookup() {
     let resp = app.get("/search?q=%3Cscript%3Ealert(1)%3C/script%3E").await;
     assert!(!resp.text().contains("<script>alert"));
     let doc = html(&resp);
-    assert_eq!(text(one(&doc, "h1")), "Results for “<script>alert(1)</script>”");
+    assert_eq!(
+        text(one(&doc, "h1")),
+        "Results for “<script>alert(1)</script>”"
+    );
     assert!(all(&doc, ".direct").is_empty());
 
     let doc = html(&app.get("/search").await);
@@ -640,19 +900,31 @@ async fn api_page_renders_the_openapi_document() {
     assert_no_inline_code(&doc);
     assert!(!all(&doc, "main a[href='/v1/openapi.json']").is_empty());
     let spec = microbadger::web::api::openapi_document();
-    let documented = spec["paths"].as_object().unwrap().values().map(|m| m.as_object().unwrap().len()).sum::<usize>();
+    let documented = spec["paths"]
+        .as_object()
+        .unwrap()
+        .values()
+        .map(|m| m.as_object().unwrap().len())
+        .sum::<usize>();
     assert_eq!(all(&doc, "article.operation").len(), documented);
     let get = one(&doc, "#op-getImage");
     assert_eq!(text(one_in(get, "h3")), "GET /v1/images/{image}");
     assert!(text(get).contains("202"));
     let image = one(&doc, "#schema-Image");
-    assert!(!all(&doc, "#schema-Image tbody tr").is_empty(), "{}", image.html());
+    assert!(
+        !all(&doc, "#schema-Image tbody tr").is_empty(),
+        "{}",
+        image.html()
+    );
     // Links between schemas resolve.
     for a in all(&doc, "main a[href^='#schema-']") {
         let id = &attr(a, "href")[1..];
         assert_eq!(all(&doc, &format!("[id='{id}']")).len(), 1, "{id}");
     }
-    assert!(text(one(&doc, "#badge-urls")).contains(&format!("{PUBLIC_URL}/badges/image/nginx:1.27.svg")));
+    assert!(
+        text(one(&doc, "#badge-urls"))
+            .contains(&format!("{PUBLIC_URL}/badges/image/nginx:1.27.svg"))
+    );
 }
 
 #[tokio::test]
@@ -671,12 +943,20 @@ async fn static_files_are_embedded_with_content_types_and_long_caching() {
         let resp = app.get(uri).await;
         assert_eq!(resp.status, 200, "{uri}");
         assert_eq!(resp.header("content-type"), Some(content_type), "{uri}");
-        assert_eq!(resp.header("cache-control"), Some("public, max-age=86400"), "{uri}");
+        assert_eq!(
+            resp.header("cache-control"),
+            Some("public, max-age=86400"),
+            "{uri}"
+        );
         assert_eq!(resp.header("x-content-type-options"), Some("nosniff"));
         assert!(!resp.body.is_empty());
     }
     assert!(app.get(&js).await.text().contains("data-poll"));
-    for missing in ["/static/nope.css", "/static/../Cargo.toml", "/static/app.css/x"] {
+    for missing in [
+        "/static/nope.css",
+        "/static/../Cargo.toml",
+        "/static/app.css/x",
+    ] {
         assert_eq!(app.get(missing).await.status, 404, "{missing}");
     }
 }
@@ -685,11 +965,27 @@ async fn static_files_are_embedded_with_content_types_and_long_caching() {
 async fn pages_carry_the_security_headers() {
     let app = app().await;
     seed(&app, "acme/web", "1.0", 1, FULL_LABELS, 10).await;
-    for uri in ["/", "/images/acme/web:1.0", "/images/acme/unknown", "/images/BAD", "/search?q=a", "/api"] {
+    for uri in [
+        "/",
+        "/images/acme/web:1.0",
+        "/images/acme/unknown",
+        "/images/BAD",
+        "/search?q=a",
+        "/api",
+    ] {
         let resp = app.get(uri).await;
-        let csp = resp.header("content-security-policy").unwrap_or_else(|| panic!("{uri}: no CSP"));
-        assert!(csp.contains("script-src 'self'") && !csp.contains("unsafe-inline"), "{uri}: {csp}");
-        assert_eq!(resp.header("x-content-type-options"), Some("nosniff"), "{uri}");
+        let csp = resp
+            .header("content-security-policy")
+            .unwrap_or_else(|| panic!("{uri}: no CSP"));
+        assert!(
+            csp.contains("script-src 'self'") && !csp.contains("unsafe-inline"),
+            "{uri}: {csp}"
+        );
+        assert_eq!(
+            resp.header("x-content-type-options"),
+            Some("nosniff"),
+            "{uri}"
+        );
         assert!(resp.header("referrer-policy").is_some(), "{uri}");
         assert_eq!(resp.header("x-frame-options"), Some("DENY"), "{uri}");
         let doc = html(&resp);

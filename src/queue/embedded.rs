@@ -83,11 +83,6 @@ pub(super) struct Embedded {
     /// Earliest time (ms) this handle looks for expired leases again; a cheap throttle so a
     /// busy claim loop does not probe on every call.
     next_reap_ms: Arc<AtomicI64>,
-    /// Serializes this process's writes. SQLite allows one writer at a time anyway; waiting
-    /// here (a FIFO hand-off) instead of in SQLite's busy handler (which sleeps 1, 2, 5, 10...
-    /// ms between retries) keeps the lock busy under load. Other processes still meet in
-    /// SQLite's lock and busy timeout.
-    writer: Arc<tokio::sync::Mutex<()>>,
 }
 
 fn now_ms() -> i64 {
@@ -103,7 +98,6 @@ impl Embedded {
             pool,
             opts,
             next_reap_ms: Arc::new(AtomicI64::new(0)),
-            writer: Arc::new(tokio::sync::Mutex::new(())),
         })
     }
 
@@ -123,7 +117,6 @@ impl Embedded {
         let json = kind.to_json();
         let cover = kind.covering().to_json();
         let p = priority.index();
-        let _writing = self.writer.lock().await;
         // Each statement is atomic on its own; if the pending twin is claimed between two of
         // them, the next round inserts.
         loop {
@@ -174,9 +167,8 @@ impl Embedded {
     }
 
     pub(super) async fn claim(&self, worker: &str) -> Result<Option<ClaimedJob>, QueueError> {
-        self.reap(now_ms(), false).await?;
-        let _writing = self.writer.lock().await;
         let now = now_ms();
+        self.reap(now, false).await?;
         let token: i64 = rand::random();
         let row = sqlx::query(
             "UPDATE queue_jobs SET state = 'running', attempts = attempts + 1, \
@@ -212,7 +204,6 @@ impl Embedded {
         if any.is_none() {
             return Ok(());
         }
-        let _writing = self.writer.lock().await;
         let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
         sqlx::query(
             "UPDATE queue_jobs SET state = 'dead', \
@@ -266,7 +257,6 @@ impl Embedded {
 
     pub(super) async fn renew(&self, job: &ClaimedJob) -> Result<bool, QueueError> {
         let id = row_id(job)?;
-        let _writing = self.writer.lock().await;
         let done = sqlx::query(
             "UPDATE queue_jobs SET lease_until = ?3 \
              WHERE id = ?1 AND lease_token = ?2 AND state = 'running'",
@@ -281,7 +271,6 @@ impl Embedded {
 
     pub(super) async fn ack(&self, job: &ClaimedJob) -> Result<(), QueueError> {
         let id = row_id(job)?;
-        let _writing = self.writer.lock().await;
         // The completed counter is bumped by a trigger in the same statement.
         let done = sqlx::query(
             "DELETE FROM queue_jobs WHERE id = ?1 AND lease_token = ?2 AND state = 'running'",
@@ -303,7 +292,6 @@ impl Embedded {
         how: Finish<'_>,
     ) -> Result<FailOutcome, QueueError> {
         let id = row_id(job)?;
-        let _writing = self.writer.lock().await;
         let now = now_ms();
         let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
         let Some(row) = sqlx::query(
@@ -445,7 +433,6 @@ impl Embedded {
         holder: &str,
         ttl_ms: i64,
     ) -> Result<bool, QueueError> {
-        let _writing = self.writer.lock().await;
         let now = now_ms();
         let done = sqlx::query(
             "INSERT INTO queue_locks (name, holder, expires_at) VALUES (?1, ?2, ?3) \
@@ -463,7 +450,6 @@ impl Embedded {
     }
 
     pub(super) async fn unlock(&self, name: &str, holder: &str) -> Result<(), QueueError> {
-        let _writing = self.writer.lock().await;
         sqlx::query("DELETE FROM queue_locks WHERE name = ?1 AND holder = ?2")
             .bind(name)
             .bind(holder)

@@ -506,9 +506,10 @@ pub fn image_doc<'a>(
             .unwrap_or("")
             .to_string(),
         updated_at: repo.last_checked,
-        last_updated: hub
-            .and_then(|h| h.last_updated.clone())
-            .or_else(|| repo.last_changed.map(|t| t.to_rfc3339())),
+        last_updated: hub.and_then(|h| h.last_updated.clone()).or_else(|| {
+            repo.last_changed
+                .map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::AutoSi, true))
+        }),
         description: hub
             .and_then(|h| h.description.clone())
             .or_else(|| v.derived.description.clone()),

@@ -52,8 +52,7 @@ use super::{AppState, WebError};
 use crate::reference::ImageRef;
 use crate::store::{RepoStatus, TagRecord, VersionRecord};
 use templates::{
-    ApiPage, Chrome, ErrorPage, HomePage, ImagePage, InspectingPage, SearchPage,
-    VersionPage,
+    ApiPage, Chrome, ErrorPage, HomePage, ImagePage, InspectingPage, SearchPage, VersionPage,
 };
 use view::{DetailInput, ImageDetail, SearchRow, SummaryRow, image_href, version_href};
 
@@ -69,7 +68,11 @@ const MAX_QUERY_CHARS: usize = 200;
 const RECHECK_UNKNOWN_TAG_AFTER: chrono::TimeDelta = chrono::TimeDelta::seconds(60);
 
 /// Render a page with a status and a cache policy.
-fn render(status: StatusCode, page: &impl Template, policy: CachePolicy) -> Result<Response, WebError> {
+fn render(
+    status: StatusCode,
+    page: &impl Template,
+    policy: CachePolicy,
+) -> Result<Response, WebError> {
     let body = page.render().map_err(WebError::internal)?;
     Ok(policy.apply((status, [(header::CONTENT_TYPE, HTML)], body).into_response()))
 }
@@ -308,7 +311,7 @@ async fn versions_of(
     shown: &VersionRecord,
 ) -> Result<HashMap<String, VersionRecord>, WebError> {
     let mut listed: Vec<&TagRecord> = tags.iter().collect();
-    listed.sort_by(|a, b| b.last_changed.cmp(&a.last_changed));
+    listed.sort_by_key(|t| std::cmp::Reverse(t.last_changed));
     listed.truncate(view::MAX_TAGS_SHOWN);
     let mut out = HashMap::new();
     out.insert(shown.digest.clone(), shown.clone());
@@ -397,13 +400,8 @@ pub async fn api_docs(State(state): State<AppState>) -> Result<Response, WebErro
 /// hash).
 pub async fn static_file(Path(file): Path<String>) -> Result<Response, WebError> {
     let asset = assets::get(&file).ok_or_else(|| WebError::NotFound("no such file".into()))?;
-    Ok(CachePolicy::Static.apply(
-        (
-            [(header::CONTENT_TYPE, asset.content_type)],
-            asset.body,
-        )
-            .into_response(),
-    ))
+    Ok(CachePolicy::Static
+        .apply(([(header::CONTENT_TYPE, asset.content_type)], asset.body).into_response()))
 }
 
 /// A complete HTML error page; `message` is escaped.

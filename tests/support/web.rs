@@ -51,15 +51,31 @@ impl TestApp {
         config.store.database_url = format!("sqlite://{}", dir.path().join("mb.db").display());
         config.store.redis_url = None;
         edit(&mut config);
-        let store = Store::connect(&config.store.database_url).await.expect("store");
-        let queue = Queue::embedded(store.sqlite_pool().expect("sqlite").clone(), QueueOptions::default())
+        let store = Store::connect(&config.store.database_url)
             .await
-            .expect("queue");
-        let registry = RegistryClient::with_credentials(config.registry.clone(), Credentials::default())
-            .expect("registry client");
-        let app = microbadger::app::App { config, store: store.clone(), queue: queue.clone(), registry };
+            .expect("store");
+        let queue = Queue::embedded(
+            store.sqlite_pool().expect("sqlite").clone(),
+            QueueOptions::default(),
+        )
+        .await
+        .expect("queue");
+        let registry =
+            RegistryClient::with_credentials(config.registry.clone(), Credentials::default())
+                .expect("registry client");
+        let app = microbadger::app::App {
+            config,
+            store: store.clone(),
+            queue: queue.clone(),
+            registry,
+        };
         let state = AppState::new(&app);
-        TestApp { state, store, queue, dir }
+        TestApp {
+            state,
+            store,
+            queue,
+            dir,
+        }
     }
 
     /// Send one request through the router, from 192.0.2.1 (a documentation address).
@@ -77,11 +93,16 @@ impl TestApp {
             .await
             .expect("body")
             .to_vec();
-        TestResponse { status, headers, body }
+        TestResponse {
+            status,
+            headers,
+            body,
+        }
     }
 
     pub async fn get(&self, uri: &str) -> TestResponse {
-        self.request(Request::get(uri).body(Body::empty()).unwrap()).await
+        self.request(Request::get(uri).body(Body::empty()).unwrap())
+            .await
     }
 
     pub async fn post_json(&self, uri: &str, body: &str) -> TestResponse {
@@ -94,4 +115,3 @@ impl TestApp {
         .await
     }
 }
-

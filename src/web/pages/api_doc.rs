@@ -112,7 +112,11 @@ pub fn kind(v: &Value) -> String {
     let base = if let Some(name) = ref_name(v) {
         name
     } else if let Some(values) = v.get("enum").and_then(Value::as_array) {
-        let names: Vec<String> = values.iter().filter_map(Value::as_str).map(str::to_owned).collect();
+        let names: Vec<String> = values
+            .iter()
+            .filter_map(Value::as_str)
+            .map(str::to_owned)
+            .collect();
         format!("one of {}", names.join(", "))
     } else {
         match v.get("type").and_then(Value::as_str) {
@@ -128,7 +132,11 @@ pub fn kind(v: &Value) -> String {
             None => "any".to_owned(),
         }
     };
-    if nullable { format!("{base} or null") } else { base }
+    if nullable {
+        format!("{base} or null")
+    } else {
+        base
+    }
 }
 
 /// The API as the page shows it.
@@ -148,7 +156,9 @@ pub fn from_openapi(doc: &Value) -> ApiDoc {
         .unwrap_or_default();
     if let Some(paths) = doc["paths"].as_object() {
         for (path, methods) in paths {
-            let Some(methods) = methods.as_object() else { continue };
+            let Some(methods) = methods.as_object() else {
+                continue;
+            };
             for (method, op) in methods {
                 let params = op["parameters"]
                     .as_array()
@@ -255,11 +265,26 @@ mod tests {
         assert_eq!(
             spans("use `nginx` or `a/b`."),
             vec![
-                Span { text: "use ".into(), code: false },
-                Span { text: "nginx".into(), code: true },
-                Span { text: " or ".into(), code: false },
-                Span { text: "a/b".into(), code: true },
-                Span { text: ".".into(), code: false },
+                Span {
+                    text: "use ".into(),
+                    code: false
+                },
+                Span {
+                    text: "nginx".into(),
+                    code: true
+                },
+                Span {
+                    text: " or ".into(),
+                    code: false
+                },
+                Span {
+                    text: "a/b".into(),
+                    code: true
+                },
+                Span {
+                    text: ".".into(),
+                    code: false
+                },
             ]
         );
         assert!(spans("").is_empty());
@@ -267,11 +292,26 @@ mod tests {
 
     #[test]
     fn kinds_read_naturally() {
-        assert_eq!(kind(&json!({"type": "string", "format": "date-time"})), "string (date-time)");
-        assert_eq!(kind(&json!({"type": "array", "items": {"$ref": "#/components/schemas/Layer"}})), "array of Layer");
-        assert_eq!(kind(&json!({"nullable": true, "allOf": [{"$ref": "#/components/schemas/License"}]})), "License or null");
-        assert_eq!(kind(&json!({"type": "object", "additionalProperties": {"type": "string"}})), "map of string");
-        assert_eq!(kind(&json!({"type": "string", "enum": ["A", "B"]})), "one of A, B");
+        assert_eq!(
+            kind(&json!({"type": "string", "format": "date-time"})),
+            "string (date-time)"
+        );
+        assert_eq!(
+            kind(&json!({"type": "array", "items": {"$ref": "#/components/schemas/Layer"}})),
+            "array of Layer"
+        );
+        assert_eq!(
+            kind(&json!({"nullable": true, "allOf": [{"$ref": "#/components/schemas/License"}]})),
+            "License or null"
+        );
+        assert_eq!(
+            kind(&json!({"type": "object", "additionalProperties": {"type": "string"}})),
+            "map of string"
+        );
+        assert_eq!(
+            kind(&json!({"type": "string", "enum": ["A", "B"]})),
+            "one of A, B"
+        );
     }
 
     #[test]
@@ -279,9 +319,17 @@ mod tests {
         let doc = from_openapi(&crate::web::api::openapi_document());
         assert!(!doc.title.is_empty());
         let images = doc.groups.iter().find(|g| g.name == "images").unwrap();
-        let get = images.operations.iter().find(|o| o.path == "/v1/images/{image}").unwrap();
+        let get = images
+            .operations
+            .iter()
+            .find(|o| o.path == "/v1/images/{image}")
+            .unwrap();
         assert_eq!(get.method, "GET");
         assert!(get.replies.iter().any(|r| r.status == "202"));
-        assert!(doc.schemas.iter().any(|s| s.name == "Image" && !s.fields.is_empty()));
+        assert!(
+            doc.schemas
+                .iter()
+                .any(|s| s.name == "Image" && !s.fields.is_empty())
+        );
     }
 }

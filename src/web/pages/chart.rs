@@ -114,7 +114,10 @@ mod tests {
         assert_eq!(chart.bars[2].y, 2 * ROW_HEIGHT + 3);
         assert_eq!(chart.bars[0].text, "#1 · 976.6 KiB · ADD rootfs.tar /");
         assert_eq!(chart.bars[2].text, "#3 · 1.9 MiB");
-        assert_eq!(chart.bars[1].title, "Layer 2: 4000000 bytes\nRUN apt-get install -y curl");
+        assert_eq!(
+            chart.bars[1].title,
+            "Layer 2: 4000000 bytes\nRUN apt-get install -y curl"
+        );
     }
 
     #[test]

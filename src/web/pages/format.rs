@@ -172,7 +172,10 @@ mod tests {
 
     #[test]
     fn short_digests_drop_the_algorithm() {
-        assert_eq!(short_digest(&format!("sha256:{}", "ab".repeat(32))), "abababababab");
+        assert_eq!(
+            short_digest(&format!("sha256:{}", "ab".repeat(32))),
+            "abababababab"
+        );
         assert_eq!(short_digest("abc"), "abc");
     }
 
@@ -188,7 +191,10 @@ mod tests {
     #[test]
     fn clipping_counts_what_is_left_out() {
         assert_eq!(clip("short", 10), "short");
-        assert_eq!(clip(&"x".repeat(15), 10), format!("{}… (5 more characters)", "x".repeat(10)));
+        assert_eq!(
+            clip(&"x".repeat(15), 10),
+            format!("{}… (5 more characters)", "x".repeat(10))
+        );
     }
 
     #[test]
@@ -197,7 +203,10 @@ mod tests {
             http_link("https://github.com/acme/web").as_deref(),
             Some("https://github.com/acme/web")
         );
-        assert_eq!(http_link("http://example.com").as_deref(), Some("http://example.com/"));
+        assert_eq!(
+            http_link("http://example.com").as_deref(),
+            Some("http://example.com/")
+        );
         for bad in [
             "javascript:alert(1)",
             "JavaScript:alert(1)",

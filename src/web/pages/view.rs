@@ -428,7 +428,12 @@ fn facts(v: &VersionRecord, now: DateTime<Utc>) -> Vec<Fact> {
     if let Some(l) = &d.license {
         let mut fact = Fact::new(
             "License",
-            text(l.canonical.as_deref().filter(|_| l.valid).unwrap_or(&l.expression)),
+            text(
+                l.canonical
+                    .as_deref()
+                    .filter(|_| l.valid)
+                    .unwrap_or(&l.expression),
+            ),
         );
         if l.valid {
             fact.links = l
@@ -475,8 +480,14 @@ fn facts(v: &VersionRecord, now: DateTime<Utc>) -> Vec<Fact> {
         }
         out.push(fact);
     }
-    out.push(Fact::new("Download size", Shown::text(format::size(img.download_size))));
-    out.push(Fact::new("Layers", Shown::text(img.layer_count.to_string())));
+    out.push(Fact::new(
+        "Download size",
+        Shown::text(format::size(img.download_size)),
+    ));
+    out.push(Fact::new(
+        "Layers",
+        Shown::text(img.layer_count.to_string()),
+    ));
     out.push(Fact::new("Digest", Shown::text(v.digest.clone())).mono());
     if let Some(id) = &img.config_digest {
         out.push(Fact::new("Image ID", Shown::text(format::short_digest(id))).mono());
@@ -501,10 +512,13 @@ fn facts(v: &VersionRecord, now: DateTime<Utc>) -> Vec<Fact> {
         out.push(Fact::new("Volumes", Shown::text(command(&img.volumes))).mono());
     }
     if img.env_count > 0 {
-        let mut fact = Fact::new("Environment", Shown::text(match img.env_count {
-            1 => "1 variable".to_owned(),
-            n => format!("{n} variables"),
-        }));
+        let mut fact = Fact::new(
+            "Environment",
+            Shown::text(match img.env_count {
+                1 => "1 variable".to_owned(),
+                n => format!("{n} variables"),
+            }),
+        );
         fact.note = Some("values are not shown".to_owned());
         out.push(fact);
     }
@@ -747,7 +761,11 @@ mod tests {
             image.markdown,
             "[![Size and layers of nginx:1.27](https://mb.example/badges/image/nginx:1.27.svg)](https://mb.example/images/nginx:1.27)"
         );
-        assert!(image.html.starts_with("<a href=\"https://mb.example/images/nginx:1.27\">"));
+        assert!(
+            image
+                .html
+                .starts_with("<a href=\"https://mb.example/images/nginx:1.27\">")
+        );
         let latest = badges("ghcr.io/org/app", None, "http://x");
         assert_eq!(latest[6].src, "/badges/labels/ghcr.io/org/app.svg");
     }
