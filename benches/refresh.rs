@@ -6,9 +6,10 @@
 //! 2. a first refresh so the store knows every tag;
 //! 3. the measured refresh (`Worker::refresh`, whole repository): wall time and the registry's
 //!    access log (target: one tag listing plus 1,000 `HEAD`s, nothing else);
-//! 4. `wrk` sending the same 1,000 manifest `HEAD`s with as many connections as the worker
-//!    uses, for the registry's `HEAD` capacity; the ratio ours/registry is printed (target
-//!    >= 60%).
+//! 4. the registry's own `HEAD` capacity, measured with ApacheBench (`ab -k -i`, keep-alive
+//!    `HEAD`s on a tag's manifest) at the worker's concurrency; the ratio ours/registry is
+//!    printed (target >= 60%). Not `wrk`: wrk's response parser waits for the body that a
+//!    `HEAD` response announces in `Content-Length` but never sends, so it measures nothing.
 //!
 //! Run with `scripts/bench-refresh` (release build). Not a timed test.
 
@@ -25,11 +26,15 @@ use microbadger::worker::Worker;
 use support::{Auth, Fixture, Format, TestRegistry};
 
 const TAGS: usize = 1000;
-/// Connections for wrk: the worker HEADs 16 tags at once.
+/// Connections for ab: the worker HEADs 16 tags at once.
 const CONNECTIONS: usize = 16;
 const ROUNDS: usize = 3;
 
 fn main() {
+    if !std::env::args().any(|a| a == "--bench") {
+        println!("refresh benchmark: skipped (run it with scripts/bench-refresh)");
+        return;
+    }
     let ok = tokio::runtime::Runtime::new().unwrap().block_on(run());
     if !ok {
         std::process::exit(1);
@@ -48,9 +53,12 @@ async fn run() -> bool {
     let store = Store::connect(&format!("sqlite://{}", dir.path().join("mb.db").display()))
         .await
         .unwrap();
-    let queue = Queue::embedded(store.sqlite_pool().unwrap().clone(), QueueOptions::default())
-        .await
-        .unwrap();
+    let queue = Queue::embedded(
+        store.sqlite_pool().unwrap().clone(),
+        QueueOptions::default(),
+    )
+    .await
+    .unwrap();
     let registry = RegistryClient::with_credentials(
         RegistryConfig {
             allow: vec![],
@@ -77,70 +85,79 @@ async fn run() -> bool {
     let image = format!("{}/bench/refresh", reg.host());
     let first = worker.refresh(&image, None).await.unwrap();
     assert_eq!(first.inspected, TAGS, "first refresh inspects every tag");
-    println!("refresh bench: {TAGS} tags of {} on {}", pushed.digest, reg.host());
+    println!(
+        "refresh bench: {TAGS} tags of {} on {}",
+        pushed.digest,
+        reg.host()
+    );
 
     let mut best_ours = 0.0f64;
-    let mut best_wrk = 0.0f64;
+    let mut best_registry = 0.0f64;
     let mut request_counts = (0usize, 0usize, 0usize);
-    let script = write_head_script(&reg, TAGS);
     for round in 1..=ROUNDS {
         let mark = reg.mark();
         let started = Instant::now();
         let report = worker.refresh(&image, None).await.unwrap();
         let wall = started.elapsed();
         assert_eq!(report.unchanged, TAGS);
-        let log: Vec<_> = reg.access_log_since(mark).into_iter().filter(|e| !e.is_harness()).collect();
-        let heads = log.iter().filter(|e| e.method == "HEAD" && e.is_manifest()).count();
-        let lists = log.iter().filter(|e| e.path().ends_with("/tags/list")).count();
+        let log: Vec<_> = reg
+            .access_log_since(mark)
+            .into_iter()
+            .filter(|e| !e.is_harness())
+            .collect();
+        let heads = log
+            .iter()
+            .filter(|e| e.method == "HEAD" && e.is_manifest())
+            .count();
+        let lists = log
+            .iter()
+            .filter(|e| e.path().ends_with("/tags/list"))
+            .count();
         let other = log.len() - heads - lists;
         request_counts = (heads, lists, other);
         let ours = TAGS as f64 / wall.as_secs_f64();
         best_ours = best_ours.max(ours);
-        let wrk = wrk_heads(&reg, script.path());
-        best_wrk = best_wrk.max(wrk);
+        let registry_rate = ab_heads(&reg);
+        best_registry = best_registry.max(registry_rate);
         println!(
-            "round {round}: refresh {:.3} s = {ours:.0} HEAD/s ({heads} HEAD, {lists} tag list, {other} other); wrk {wrk:.0} HEAD/s",
+            "round {round}: refresh {:.3} s = {ours:.0} HEAD/s ({heads} HEAD, {lists} tag list, {other} other); registry (ab) {registry_rate:.0} HEAD/s",
             wall.as_secs_f64()
         );
     }
-    let ratio = best_ours / best_wrk;
+    let ratio = best_ours / best_registry;
     let requests_ok = request_counts == (TAGS, 1, 0);
     let ratio_ok = ratio >= 0.6;
-    println!("requests per refresh: {} HEAD + {} tag list + {} other (target: {TAGS} HEAD + 1 list, nothing else): {}",
-        request_counts.0, request_counts.1, request_counts.2, if requests_ok { "PASS" } else { "FAIL" });
-    println!("best: ours {best_ours:.0} HEAD/s, registry (wrk, {CONNECTIONS} conns) {best_wrk:.0} HEAD/s, ratio {:.0}% (target >= 60%): {}",
-        ratio * 100.0, if ratio_ok { "PASS" } else { "FAIL" });
+    println!(
+        "requests per refresh: {} HEAD + {} tag list + {} other (target: {TAGS} HEAD + 1 list, nothing else): {}",
+        request_counts.0,
+        request_counts.1,
+        request_counts.2,
+        if requests_ok { "PASS" } else { "FAIL" }
+    );
+    println!(
+        "best: ours {best_ours:.0} HEAD/s, registry (ab, {CONNECTIONS} conns) {best_registry:.0} HEAD/s, ratio {:.0}% (target >= 60%): {}",
+        ratio * 100.0,
+        if ratio_ok { "PASS" } else { "FAIL" }
+    );
     requests_ok && ratio_ok
 }
 
-/// A wrk script cycling `HEAD` over every tag's manifest.
-fn write_head_script(reg: &TestRegistry, tags: usize) -> tempfile::NamedTempFile {
-    use std::io::Write;
-    let mut f = tempfile::NamedTempFile::new().unwrap();
-    let mut lua = String::from("local paths = {\n");
-    for n in 0..tags {
-        lua.push_str(&format!("  \"/v2/bench/refresh/manifests/t{n:04}\",\n"));
-    }
-    lua.push_str(&format!(
-        "}}\nlocal i = 0\nrequest = function()\n  i = i % #paths + 1\n  return wrk.format(\"HEAD\", paths[i], {{[\"Accept\"] = \"{}\"}})\nend\n",
-        support::media::ACCEPT_ALL_MANIFESTS
-    ));
-    f.write_all(lua.as_bytes()).unwrap();
-    let _ = reg;
-    f
-}
-
-/// `wrk` for 5 s: requests per second.
-fn wrk_heads(reg: &TestRegistry, script: &std::path::Path) -> f64 {
-    let out = std::process::Command::new("wrk")
-        .args(["-t2", &format!("-c{CONNECTIONS}"), "-d5s", "-s"])
-        .arg(script)
-        .arg(reg.url())
+/// ApacheBench for 5,000 keep-alive `HEAD`s of one tag's manifest: requests per second.
+fn ab_heads(reg: &TestRegistry) -> f64 {
+    let out = std::process::Command::new("ab")
+        .args(["-q", "-k", "-i", "-n", "5000", "-c"])
+        .arg(CONNECTIONS.to_string())
+        .args([
+            "-H",
+            &format!("Accept: {}", support::media::ACCEPT_ALL_MANIFESTS),
+        ])
+        .arg(format!("{}/v2/bench/refresh/manifests/t0500", reg.url()))
         .output()
-        .expect("wrk (scripts/setup installs it)");
+        .expect("ab (apache2-utils; scripts/setup installs it)");
     let text = String::from_utf8_lossy(&out.stdout);
     text.lines()
-        .find_map(|l| l.strip_prefix("Requests/sec:"))
-        .and_then(|v| v.trim().parse().ok())
-        .unwrap_or_else(|| panic!("no Requests/sec in wrk output:\n{text}"))
+        .find_map(|l| l.strip_prefix("Requests per second:"))
+        .and_then(|v| v.split_whitespace().next())
+        .and_then(|v| v.parse().ok())
+        .unwrap_or_else(|| panic!("no 'Requests per second' in ab output:\n{text}"))
 }

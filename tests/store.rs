@@ -7,6 +7,9 @@
 
 mod support;
 
+/// Migration files per engine (`migrations/<engine>/`).
+const MIGRATIONS: i64 = 2;
+
 use std::collections::BTreeMap;
 
 use chrono::{DateTime, Duration, SubsecRound, TimeZone, Utc};
@@ -1149,7 +1152,7 @@ async fn sqlite_migrations_are_idempotent_and_data_survives_reopening() {
         .fetch_one(second.sqlite_pool().unwrap())
         .await
         .unwrap();
-    assert_eq!(applied, 1);
+    assert_eq!(applied, MIGRATIONS, "each migration applied once");
 }
 
 #[tokio::test]
@@ -1192,7 +1195,7 @@ async fn postgres_migrations_are_idempotent() {
         .fetch_one(second.postgres_pool().unwrap())
         .await
         .unwrap();
-    assert_eq!(applied, 1);
+    assert_eq!(applied, MIGRATIONS, "each migration applied once");
 }
 
 #[tokio::test]

@@ -141,7 +141,8 @@ pub async fn observe(State(state): State<AppState>, req: Request, next: Next) ->
         .get::<ConnectInfo<SocketAddr>>()
         .map(|c| c.0.ip().to_string())
         .unwrap_or_default();
-    let path = req.uri().path().to_string();
+    // Webhook tokens are secrets: they never reach the log.
+    let path = super::hooks::loggable_path(req.method(), req.uri().path()).into_owned();
     state.metrics.in_flight.inc();
     let resp = next.run(req).await;
     state.metrics.in_flight.dec();
