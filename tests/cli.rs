@@ -216,3 +216,72 @@ fn env_lists_every_variable() {
         assert!(text.contains(name), "{name}");
     }
 }
+
+/// `microbadger up` serves the site with a worker and the scheduler, and stops cleanly on
+/// SIGTERM.
+#[test]
+fn up_serves_and_stops_cleanly() {
+    let dir = tempfile::tempdir().unwrap();
+    let port = support::free_port();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_microbadger"))
+        .arg("up")
+        .env(
+            "MICROBADGER_DATABASE_URL",
+            format!("sqlite://{}", dir.path().join("data/mb.db").display()),
+        )
+        .env_remove("MICROBADGER_REDIS_URL")
+        .env("MICROBADGER_LISTEN", format!("127.0.0.1:{port}"))
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let agent = ureq::Agent::config_builder()
+        .http_status_as_error(false)
+        .build()
+        .new_agent();
+    let url = format!("http://127.0.0.1:{port}");
+    let ready = support::wait_for(
+        "up to serve /readyz",
+        std::time::Duration::from_secs(20),
+        || {
+            agent
+                .get(format!("{url}/readyz"))
+                .call()
+                .ok()
+                .filter(|r| r.status() == 200)
+        },
+    );
+    assert_eq!(ready.status(), 200);
+    let mut home = agent.get(format!("{url}/")).call().unwrap();
+    assert_eq!(home.status(), 200);
+    assert!(home.body_mut().read_to_string().unwrap().contains("<form"));
+    let mut metrics = agent.get(format!("{url}/metrics")).call().unwrap();
+    assert!(
+        metrics
+            .body_mut()
+            .read_to_string()
+            .unwrap()
+            .contains("microbadger_http_requests")
+    );
+    // An unknown image is queued for the worker (which cannot reach Docker Hub from here).
+    let resp = agent
+        .get(format!("{url}/v1/images/library/nginx:1.27"))
+        .call()
+        .unwrap();
+    assert_eq!(resp.status(), 202);
+
+    let status = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            assert!(status.success(), "up exited with {status}");
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "up did not stop");
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+}
