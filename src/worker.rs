@@ -264,7 +264,16 @@ impl Worker {
             None => self.refresh_repository(&repo, &r).await,
         };
         match result {
-            Ok(report) => Ok(report),
+            Ok(report) => {
+                if report.inspected > 0 || report.deleted > 0 || report.status.is_some() {
+                    // Web instances on Redis drop their cached renders now; a lost message
+                    // only delays that until they see the store's change sequence.
+                    if let Err(e) = self.queue.publish_change(&r.full_name()).await {
+                        tracing::warn!(error = %e, "announcing the change failed");
+                    }
+                }
+                Ok(report)
+            }
             Err(Failure::Registry(e)) => self.settle(&repo, e).await,
             Err(Failure::Job(e)) => Err(e),
         }

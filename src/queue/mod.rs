@@ -460,6 +460,26 @@ impl Queue {
     pub async fn unlock(&self, name: &str, holder: &str) -> Result<(), QueueError> {
         dispatch!(self, b => b.unlock(name, holder).await)
     }
+
+    /// Announce that a repository (`registry/name`) changed, so web instances drop their cached
+    /// renders of it at once: Redis pub/sub. With the embedded backend this does nothing; web
+    /// instances follow the store's change sequence instead (they do with Redis too, as a
+    /// safety net for a lost message).
+    pub async fn publish_change(&self, repository: &str) -> Result<(), QueueError> {
+        match &self.backend {
+            Backend::Embedded(_) => Ok(()),
+            Backend::Redis(r) => r.publish_change(repository).await,
+        }
+    }
+
+    /// Where to subscribe for change announcements: (Redis URL, channel); `None` for the
+    /// embedded backend.
+    pub fn change_subscription(&self) -> Option<(String, String)> {
+        match &self.backend {
+            Backend::Embedded(_) => None,
+            Backend::Redis(r) => Some((r.url().to_string(), r.change_channel())),
+        }
+    }
 }
 
 /// How a lease ends when the job is not done (shared by both backends).

@@ -300,6 +300,8 @@ pub(super) struct RedisQueue {
     conn: ConnectionManager,
     prefix: Arc<str>,
     opts: QueueOptions,
+    /// Kept for subscribers of the change channel (a subscription needs its own connection).
+    url: Arc<str>,
 }
 
 impl RedisQueue {
@@ -322,11 +324,32 @@ impl RedisQueue {
             conn,
             prefix: Arc::from(prefix),
             opts,
+            url: Arc::from(url),
         })
     }
 
     pub(super) fn options(&self) -> &QueueOptions {
         &self.opts
+    }
+
+    /// The pub/sub channel on which repository changes are announced.
+    pub(super) fn change_channel(&self) -> String {
+        format!("{}changes", self.prefix)
+    }
+
+    pub(super) fn url(&self) -> &str {
+        &self.url
+    }
+
+    /// `PUBLISH` a changed repository's name to every subscribed web instance.
+    pub(super) async fn publish_change(&self, repository: &str) -> Result<(), QueueError> {
+        let mut conn = self.conn();
+        let _receivers: i64 = ::redis::cmd("PUBLISH")
+            .arg(self.change_channel())
+            .arg(repository)
+            .query_async(&mut conn)
+            .await?;
+        Ok(())
     }
 
     fn conn(&self) -> ConnectionManager {

@@ -237,3 +237,54 @@ mod tests {
         assert!(etag_of(b"").starts_with('"'));
     }
 }
+
+/// With Redis configured: subscribe to the queue's change channel and drop cached renders of
+/// each announced repository at once. Reconnects after a Redis restart; runs until
+/// `shutdown` resolves. (The store-sequence follower runs beside it, for lost messages.)
+pub async fn follow_announcements(
+    url: String,
+    channel: String,
+    cache: std::sync::Arc<RenderCache>,
+    shutdown: impl std::future::Future<Output = ()>,
+) {
+    use futures::StreamExt;
+    tokio::pin!(shutdown);
+    loop {
+        let subscription = async {
+            let client = redis::Client::open(url.as_str())?;
+            let mut pubsub = client.get_async_pubsub().await?;
+            pubsub.subscribe(&channel).await?;
+            Ok::<_, redis::RedisError>(pubsub)
+        };
+        let pubsub = tokio::select! {
+            _ = &mut shutdown => return,
+            p = subscription => p,
+        };
+        match pubsub {
+            Ok(mut pubsub) => {
+                let mut messages = pubsub.on_message();
+                loop {
+                    tokio::select! {
+                        _ = &mut shutdown => return,
+                        m = messages.next() => match m {
+                            Some(msg) => {
+                                if let Ok(repository) = msg.get_payload::<String>() {
+                                    cache.invalidate(&repository);
+                                }
+                            }
+                            None => break,
+                        },
+                    }
+                }
+                tracing::warn!("change announcements: connection lost; resubscribing");
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "change announcements: cannot subscribe; retrying")
+            }
+        }
+        tokio::select! {
+            _ = &mut shutdown => return,
+            _ = tokio::time::sleep(Duration::from_secs(1)) => {}
+        }
+    }
+}

@@ -192,8 +192,9 @@ pub fn bind_reuseport(addr: SocketAddr) -> std::io::Result<tokio::net::TcpListen
     socket.listen(1024)
 }
 
-/// Serve until `shutdown` resolves; in-flight requests finish first. Also follows the store's
-/// changes to keep the render cache fresh.
+/// Serve until `shutdown` resolves; in-flight requests finish first. Also keeps the render
+/// cache fresh: Redis pub/sub announcements when the queue is on Redis, and the store's change
+/// sequence always (the only source with the embedded queue; a safety net with Redis).
 pub async fn serve(
     listener: tokio::net::TcpListener,
     state: AppState,
@@ -210,6 +211,17 @@ pub async fn serve(
             }
         },
     ));
+    let announcements = state.queue.change_subscription().map(|(url, channel)| {
+        let mut rx = stop_rx.clone();
+        tokio::spawn(cache::follow_announcements(
+            url,
+            channel,
+            state.cache.clone(),
+            async move {
+                let _ = rx.wait_for(|s| *s).await;
+            },
+        ))
+    });
     let app = router(state).into_make_service_with_connect_info::<SocketAddr>();
     let result = axum::serve(listener, app)
         .with_graceful_shutdown(async move {
@@ -218,5 +230,8 @@ pub async fn serve(
         })
         .await;
     let _ = follower.await;
+    if let Some(a) = announcements {
+        let _ = a.await;
+    }
     result
 }
