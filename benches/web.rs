@@ -260,7 +260,7 @@ async fn seed(url: &str) {
         .buffer_unordered(4)
         .for_each(|()| {
             done += 1;
-            if done % 2000 == 0 {
+            if done.is_multiple_of(2000) {
                 println!("  seeded {done}");
             }
             std::future::ready(())

@@ -206,8 +206,14 @@ impl Worker {
                 }
             }
         };
-        if let Err(e) = outcome {
-            tracing::warn!(error = %e, "recording the job outcome failed; the lease will expire and the job rerun");
+        match outcome {
+            Ok(()) => {}
+            Err(QueueError::LeaseLost { .. }) => {
+                tracing::info!("the lease was lost meanwhile; another worker has the job");
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "recording the job outcome failed; the lease will expire and the job rerun");
+            }
         }
     }
 

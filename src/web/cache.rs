@@ -210,34 +210,6 @@ pub async fn follow_changes(
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn invalidation_is_per_repository() {
-        let c = RenderCache::default();
-        let v = Cached {
-            body: Bytes::from_static(b"x"),
-            content_type: "text/plain",
-        };
-        c.insert("a1".into(), "docker.io/library/a".into(), v.clone());
-        c.insert("a2".into(), "docker.io/library/a".into(), v.clone());
-        c.insert("b".into(), "docker.io/library/b".into(), v);
-        c.invalidate("docker.io/library/a");
-        assert!(c.get("a1").is_none() && c.get("a2").is_none());
-        assert!(c.get("b").is_some());
-        assert_eq!(c.counts(), (1, 2));
-    }
-
-    #[test]
-    fn etags_are_strong_and_stable() {
-        assert_eq!(etag_of(b"abc"), etag_of(b"abc"));
-        assert_ne!(etag_of(b"abc"), etag_of(b"abd"));
-        assert!(etag_of(b"").starts_with('"'));
-    }
-}
-
 /// With Redis configured: subscribe to the queue's change channel and drop cached renders of
 /// each announced repository at once. Reconnects after a Redis restart; runs until
 /// `shutdown` resolves. (The store-sequence follower runs beside it, for lost messages.)
@@ -286,5 +258,33 @@ pub async fn follow_announcements(
             _ = &mut shutdown => return,
             _ = tokio::time::sleep(Duration::from_secs(1)) => {}
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn invalidation_is_per_repository() {
+        let c = RenderCache::default();
+        let v = Cached {
+            body: Bytes::from_static(b"x"),
+            content_type: "text/plain",
+        };
+        c.insert("a1".into(), "docker.io/library/a".into(), v.clone());
+        c.insert("a2".into(), "docker.io/library/a".into(), v.clone());
+        c.insert("b".into(), "docker.io/library/b".into(), v);
+        c.invalidate("docker.io/library/a");
+        assert!(c.get("a1").is_none() && c.get("a2").is_none());
+        assert!(c.get("b").is_some());
+        assert_eq!(c.counts(), (1, 2));
+    }
+
+    #[test]
+    fn etags_are_strong_and_stable() {
+        assert_eq!(etag_of(b"abc"), etag_of(b"abc"));
+        assert_ne!(etag_of(b"abc"), etag_of(b"abd"));
+        assert!(etag_of(b"").starts_with('"'));
     }
 }
