@@ -61,6 +61,10 @@ impl Drop for WebProcess {
 }
 
 fn main() {
+    if !std::env::args().any(|a| a == "--bench") {
+        println!("web benchmark: skipped (run it with scripts/bench-web)");
+        return;
+    }
     let dir = support::scratch_dir("bench-web-");
     let db = dir.path().join("mb.db");
     let url = format!("sqlite://{}", db.display());

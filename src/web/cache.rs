@@ -94,10 +94,24 @@ pub async fn cache_headers(req: Request, next: Next) -> Response {
     Response::from_parts(parts, Body::from(bytes))
 }
 
-/// A strong ETag: the first 128 bits of the body's SHA-256.
+/// A strong ETag: the body's length and two independent 64-bit SipHash values of it.
+///
+/// Not a cryptographic hash on purpose: this runs on every cacheable response (a cached page
+/// is tens of kilobytes), SHA-256 cost more than serving the page from memory, and an ETag
+/// only has to tell this resource's versions apart, not resist forgery.
 pub fn etag_of(bytes: &[u8]) -> String {
-    let digest = Sha256::digest(bytes);
-    format!("\"{}\"", hex::encode(&digest[..16]))
+    use std::hash::Hasher;
+    let mut a = std::collections::hash_map::DefaultHasher::new();
+    a.write(bytes);
+    let mut b = std::collections::hash_map::DefaultHasher::new();
+    b.write_u8(0x5a);
+    b.write(bytes);
+    format!(
+        "\"{:x}-{:016x}{:016x}\"",
+        bytes.len(),
+        a.finish(),
+        b.finish()
+    )
 }
 
 /// A rendered response kept in memory.
@@ -111,12 +125,16 @@ pub struct Cached {
 #[derive(Default)]
 pub struct RenderCache {
     entries: RwLock<HashMap<String, (String, Cached)>>,
+    bytes: AtomicU64,
     hits: AtomicU64,
     misses: AtomicU64,
 }
 
 /// Entries kept at most; past this the cache is emptied (simple, and rebuilt on demand).
 const MAX_ENTRIES: usize = 100_000;
+/// Body bytes kept at most (pages are tens of kilobytes; badges about one): the web process's
+/// memory stays bounded however many images are viewed.
+const MAX_BYTES: usize = 32 * 1024 * 1024;
 
 impl RenderCache {
     pub fn get(&self, key: &str) -> Option<Cached> {
@@ -136,23 +154,41 @@ impl RenderCache {
     }
 
     pub fn insert(&self, key: String, repository: String, value: Cached) {
+        let size = (value.body.len() + key.len()) as u64;
         let mut map = self.entries.write().unwrap();
-        if map.len() >= MAX_ENTRIES {
+        if map.len() >= MAX_ENTRIES || self.bytes.load(Ordering::Relaxed) + size > MAX_BYTES as u64
+        {
             map.clear();
+            self.bytes.store(0, Ordering::Relaxed);
         }
-        map.insert(key, (repository, value));
+        if let Some((_, old)) = map.insert(key.clone(), (repository, value)) {
+            self.bytes
+                .fetch_sub((old.body.len() + key.len()) as u64, Ordering::Relaxed);
+        }
+        self.bytes.fetch_add(size, Ordering::Relaxed);
     }
 
     /// Drop every entry that shows this repository.
     pub fn invalidate(&self, repository: &str) {
-        self.entries
-            .write()
-            .unwrap()
-            .retain(|_, (repo, _)| repo != repository);
+        let mut freed = 0u64;
+        self.entries.write().unwrap().retain(|key, (repo, c)| {
+            let keep = repo != repository;
+            if !keep {
+                freed += (c.body.len() + key.len()) as u64;
+            }
+            keep
+        });
+        self.bytes.fetch_sub(freed, Ordering::Relaxed);
     }
 
     pub fn clear(&self) {
         self.entries.write().unwrap().clear();
+        self.bytes.store(0, Ordering::Relaxed);
+    }
+
+    /// Body bytes held.
+    pub fn bytes(&self) -> u64 {
+        self.bytes.load(Ordering::Relaxed)
     }
 
     pub fn len(&self) -> usize {
@@ -279,6 +315,21 @@ mod tests {
         assert!(c.get("a1").is_none() && c.get("a2").is_none());
         assert!(c.get("b").is_some());
         assert_eq!(c.counts(), (1, 2));
+        assert_eq!(c.bytes(), 2, "one entry of 1 byte body + 1 byte key left");
+    }
+
+    #[test]
+    fn memory_is_bounded_by_bytes() {
+        let c = RenderCache::default();
+        let page = Cached {
+            body: Bytes::from(vec![b'x'; 64 * 1024]),
+            content_type: "text/html",
+        };
+        for n in 0..2000 {
+            c.insert(format!("page{n}"), format!("repo{n}"), page.clone());
+            assert!(c.bytes() <= MAX_BYTES as u64);
+        }
+        assert!(!c.is_empty());
     }
 
     #[test]
