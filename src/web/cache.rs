@@ -19,7 +19,6 @@ use axum::extract::Request;
 use axum::http::{HeaderValue, Method, StatusCode, header};
 use axum::middleware::Next;
 use axum::response::Response;
-use sha2::{Digest, Sha256};
 
 /// How a response may be cached, declared by its handler.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
