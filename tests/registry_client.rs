@@ -40,6 +40,20 @@ fn client_with(reg: &TestRegistry, edit: impl FnOnce(&mut RegistryConfig)) -> Re
     RegistryClient::with_credentials(cfg, creds).expect("client")
 }
 
+/// A client allowed to speak plain HTTP to `host` only, with exactly these credentials (the
+/// anonymous and wrong-password cases need a client that does not get the registry's own).
+fn plain_client(host: &str, creds: Credentials) -> RegistryClient {
+    RegistryClient::with_credentials(
+        RegistryConfig {
+            allow: vec![],
+            insecure: vec![host.to_string()],
+            ..RegistryConfig::default()
+        },
+        creds,
+    )
+    .unwrap()
+}
+
 fn image_ref(s: &str) -> ImageRef {
     ImageRef::parse(s).expect("valid reference")
 }
@@ -442,15 +456,7 @@ async fn tag_lists_follow_link_headers() {
         resp
     });
     let host = format!("127.0.0.1:{}", server.port());
-    let client = RegistryClient::with_credentials(
-        RegistryConfig {
-            allow: vec![],
-            insecure: vec![host.clone()],
-            ..RegistryConfig::default()
-        },
-        Credentials::default(),
-    )
-    .unwrap();
+    let client = plain_client(&host, Credentials::default());
     let r = image_ref(&format!("{host}/team/paged"));
     assert_eq!(client.list_tags(&r).await.unwrap(), all);
     assert_eq!(client.stats().list_tags, 3, "pages of 100");
@@ -482,15 +488,7 @@ async fn htpasswd_registry_needs_the_right_credentials() {
         skopeo_labels(&skopeo_inspect(&pushed.reference, reg.creds().as_ref()))
     );
 
-    let anonymous = RegistryClient::with_credentials(
-        RegistryConfig {
-            allow: vec![],
-            insecure: vec![reg.host()],
-            ..RegistryConfig::default()
-        },
-        Credentials::default(),
-    )
-    .unwrap();
+    let anonymous = plain_client(&reg.host(), Credentials::default());
     assert!(matches!(
         anonymous.inspect(&r, &PlatformChoice::Default).await,
         Err(RegistryError::Unauthorized { .. })
@@ -504,15 +502,7 @@ async fn htpasswd_registry_needs_the_right_credentials() {
             password: "nope".into(),
         },
     );
-    let wrong = RegistryClient::with_credentials(
-        RegistryConfig {
-            allow: vec![],
-            insecure: vec![reg.host()],
-            ..RegistryConfig::default()
-        },
-        wrong,
-    )
-    .unwrap();
+    let wrong = plain_client(&reg.host(), wrong);
     match wrong.inspect(&r, &PlatformChoice::Default).await {
         Err(RegistryError::Unauthorized { reason, .. }) => {
             assert!(reason.contains("refused"), "{reason}")
@@ -560,15 +550,7 @@ async fn token_auth_flow_caches_tokens_per_scope() {
     let b = Fixture::new("team/other", "1")
         .layer_with_file("b", "b", "ADD b /")
         .push(&reg, Format::Oci);
-    let anonymous = RegistryClient::with_credentials(
-        RegistryConfig {
-            allow: vec![],
-            insecure: vec![reg.host()],
-            ..RegistryConfig::default()
-        },
-        Credentials::default(),
-    )
-    .unwrap();
+    let anonymous = plain_client(&reg.host(), Credentials::default());
 
     let before = issuer.token_requests();
     let i = anonymous
@@ -629,15 +611,7 @@ async fn expired_token_is_refreshed_once() {
     let reg = TestRegistry::start(Auth::Token);
     let issuer = reg.token_issuer().unwrap();
     let a = labelled_app("1").push(&reg, Format::Oci);
-    let client = RegistryClient::with_credentials(
-        RegistryConfig {
-            allow: vec![],
-            insecure: vec![reg.host()],
-            ..RegistryConfig::default()
-        },
-        Credentials::default(),
-    )
-    .unwrap();
+    let client = plain_client(&reg.host(), Credentials::default());
     // The issuer hands out tokens that are already expired but claims they last 300 s; the
     // registry rejects them, and the client must refresh once and then give up cleanly.
     issuer.set_issue_expired(true);
@@ -663,15 +637,7 @@ async fn token_registry_refuses_anonymous_when_issuer_does() {
     let issuer = reg.token_issuer().unwrap();
     let a = labelled_app("1").push(&reg, Format::Oci);
     issuer.set_anonymous_pull(false);
-    let client = RegistryClient::with_credentials(
-        RegistryConfig {
-            allow: vec![],
-            insecure: vec![reg.host()],
-            ..RegistryConfig::default()
-        },
-        Credentials::default(),
-    )
-    .unwrap();
+    let client = plain_client(&reg.host(), Credentials::default());
     let err = client
         .inspect(&image_ref(&a.reference), &PlatformChoice::Default)
         .await
