@@ -30,6 +30,7 @@ pub mod oci;
 pub mod queue;
 pub mod reference;
 pub mod registry;
+pub mod scaler;
 pub mod scheduler;
 pub mod store;
 pub mod web;

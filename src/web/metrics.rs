@@ -39,8 +39,51 @@ fn latency_histogram() -> Histogram {
     Histogram::new(exponential_buckets(0.0001, 2.0, 16))
 }
 
+/// This instance's load, read once a second by the microscaler's demand publisher: requests
+/// being served now, and monotonic totals from which rates and mean latency are derived.
+#[derive(Debug, Default)]
+pub struct Load {
+    in_flight: std::sync::atomic::AtomicI64,
+    requests: std::sync::atomic::AtomicU64,
+    latency_micros: std::sync::atomic::AtomicU64,
+}
+
+/// A reading of [`Load`].
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct LoadSnapshot {
+    pub in_flight: u64,
+    pub requests_total: u64,
+    pub latency_seconds_total: f64,
+}
+
+impl Load {
+    pub fn started(&self) {
+        self.in_flight
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    }
+
+    pub fn finished(&self, elapsed: std::time::Duration) {
+        use std::sync::atomic::Ordering::Relaxed;
+        self.in_flight.fetch_sub(1, Relaxed);
+        self.requests.fetch_add(1, Relaxed);
+        self.latency_micros
+            .fetch_add(elapsed.as_micros() as u64, Relaxed);
+    }
+
+    pub fn snapshot(&self) -> LoadSnapshot {
+        use std::sync::atomic::Ordering::Relaxed;
+        LoadSnapshot {
+            in_flight: self.in_flight.load(Relaxed).max(0) as u64,
+            requests_total: self.requests.load(Relaxed),
+            latency_seconds_total: self.latency_micros.load(Relaxed) as f64 / 1e6,
+        }
+    }
+}
+
 /// The web tier's metrics.
 pub struct Metrics {
+    /// Load for the microscaler (kept outside the Prometheus registry: read every second).
+    pub load: Load,
     registry: Registry,
     pub requests: Family<RequestLabels, Counter>,
     pub latency: Family<RouteLabels, Histogram, fn() -> Histogram>,
@@ -113,6 +156,7 @@ impl Default for Metrics {
             queue_oldest_age.clone(),
         );
         Metrics {
+            load: Load::default(),
             registry,
             requests,
             latency,
@@ -144,10 +188,12 @@ pub async fn observe(State(state): State<AppState>, req: Request, next: Next) ->
     // Webhook tokens are secrets: they never reach the log.
     let path = super::hooks::loggable_path(req.method(), req.uri().path()).into_owned();
     state.metrics.in_flight.inc();
+    state.metrics.load.started();
     let resp = next.run(req).await;
     state.metrics.in_flight.dec();
     let status = resp.status().as_u16();
     let elapsed = started.elapsed();
+    state.metrics.load.finished(elapsed);
     state
         .metrics
         .requests

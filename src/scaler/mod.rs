@@ -1,0 +1,117 @@
+//! The microscaler: sizes the `web` and `worker` pools by demand, with priorities on a shared
+//! capacity ("hot bunking").
+//!
+//! Every tick the supervisor reads each service's demand ([`Observation`]), asks the control
+//! law for a desired count ([`control`]), shares the capacity by priority ([`allocate`]), has
+//! the orchestrator apply the counts ([`orchestrator`]) and records the [`Decision`] with its
+//! inputs and every clamp applied. [`simulate`] runs the same control law and allocator, and
+//! the HPA, KEDA and original Microscaling policies, in a deterministic closed loop.
+//!
+//! - [`control`] and [`allocate`] are pure (no I/O, no clock: time is passed in as seconds).
+//! - [`simulate`] is pure and seeded.
+//! - [`services`]: the service declarations (defaults, TOML file, environment).
+//! - [`demand`]: reading observations from the queue and from web instances' published load.
+//! - [`orchestrator`]: the trait, and the local-process backend used by `microbadger up`.
+//! - [`supervisor`]: the loop, and the decision history behind `/v1/scaler` and `/scaler`.
+//!
+//! Units: every rate is per second and every duration is in seconds (`f64`), independent of
+//! the tick length.
+
+pub mod allocate;
+pub mod control;
+pub mod demand;
+pub mod orchestrator;
+pub mod services;
+pub mod simulate;
+pub mod supervisor;
+
+use serde::{Deserialize, Serialize};
+
+/// What a service's demand is measured in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum MetricKind {
+    /// In-flight requests per instance (the web tier). `target` is in-flight requests per
+    /// instance.
+    InFlight,
+    /// Queue depth weighted by priority plus in-flight jobs (the worker tier). `target` is the
+    /// backlog the service may carry (jobs waiting) before it is "over target".
+    QueueDepth,
+}
+
+/// One scalable service, as declared in configuration.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ServiceSpec {
+    pub name: String,
+    /// Lower number wins.
+    pub priority: u32,
+    pub min: u32,
+    pub max: u32,
+    pub metric: MetricKind,
+    pub target: f64,
+    /// Capacity units one instance occupies (1 when capacity is counted in instances).
+    pub units: u32,
+    /// How to start one instance: program and arguments (`["microbadger", "web"]`).
+    pub command: Vec<String>,
+}
+
+/// One service's state as seen at one tick: demand and instance counts.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Observation {
+    /// Seconds since the supervisor (or simulation) started.
+    pub now: f64,
+    /// Demand metric now: total in-flight requests (web) or weighted due backlog (worker).
+    pub backlog: f64,
+    /// Work in progress on instances (in-flight jobs for the worker; equals part of the
+    /// backlog for web).
+    pub in_service: f64,
+    /// Arrivals per second over the last interval, if measured.
+    pub arrival_rate: Option<f64>,
+    /// Completions per second over the last interval, over all ready instances, if measured.
+    pub completion_rate: Option<f64>,
+    /// Instances serving.
+    pub ready: u32,
+    /// Instances started but not ready yet (count against capacity, not as service rate).
+    pub starting: u32,
+    /// Instances asked to stop and not gone yet (count against capacity).
+    pub stopping: u32,
+    /// False when the metric read failed or is stale: the controller holds.
+    pub fresh: bool,
+}
+
+/// A limit applied between the raw control output and the count that was applied.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Clamp {
+    /// Short machine name: `tolerance`, `stabilization`, `step`, `rate`, `min`, `max`,
+    /// `lifetime`, `capacity`, `preempted`, `waiting_for_stop`, `stale_hold`, `fallback`.
+    pub kind: String,
+    /// The count before this clamp.
+    pub from: u32,
+    /// The count after it.
+    pub to: u32,
+    /// One human sentence.
+    pub why: String,
+}
+
+/// One service's decision at one tick.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ServiceDecision {
+    pub service: String,
+    pub observation: Observation,
+    /// The control law's unclamped output (fractional instances).
+    pub raw: f64,
+    /// What the control law wants after its own damping.
+    pub desired: u32,
+    /// What the allocator granted (the orchestrator's new target).
+    pub granted: u32,
+    pub clamps: Vec<Clamp>,
+}
+
+/// Everything decided at one tick.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Decision {
+    /// Unix seconds (wall clock) when it was made.
+    pub at: f64,
+    pub capacity: u32,
+    pub services: Vec<ServiceDecision>,
+}
