@@ -118,6 +118,31 @@ pub const VARIABLES: &[(&str, &str, &str)] = &[
         "Per-client limit on requests that queue work (unknown images, webhooks).",
     ),
     (
+        "MICROBADGER_CAPACITY",
+        "4",
+        "Instances `up` may run at once over every scaled service (web and worker), in capacity units.",
+    ),
+    (
+        "MICROBADGER_SCALER_TICK_MS",
+        "500",
+        "How often the microscaler reads demand and decides, in milliseconds (its parameters are per second, independent of the tick).",
+    ),
+    (
+        "MICROBADGER_SCALER_CONFIG",
+        "",
+        "TOML file declaring the scaled services and control parameters (see README); overrides the built-in `web` and `worker`.",
+    ),
+    (
+        "MICROBADGER_SUPERVISOR_PID",
+        "",
+        "Set by `up` on the processes it starts: a child reports readiness on stdout and exits when its parent is no longer this pid.",
+    ),
+    (
+        "MICROBADGER_INSTANCE",
+        "",
+        "This process's instance name in published load figures; `up` sets it (`web-3`); empty means host:pid.",
+    ),
+    (
         "MICROBADGER_LOG",
         "warn",
         "Log filter in tracing's env-filter syntax (e.g. `info,microbadger=debug`); logs go to stderr.",
@@ -131,6 +156,22 @@ pub struct Config {
     pub store: StoreConfig,
     pub worker: WorkerConfig,
     pub web: WebConfig,
+    pub scaler: ScalerConfig,
+}
+
+/// The microscaler and the processes it supervises (`microbadger up`, `scaler`).
+#[derive(Debug, Clone)]
+pub struct ScalerConfig {
+    /// Capacity units shared by the scaled services.
+    pub capacity: u32,
+    /// How often the supervisor decides.
+    pub tick: Duration,
+    /// TOML service declarations, if any.
+    pub config_file: Option<PathBuf>,
+    /// Set in a supervised child: the supervisor's pid.
+    pub supervisor_pid: Option<u32>,
+    /// This process's instance name (empty: host:pid).
+    pub instance: Option<String>,
 }
 
 /// The web service.
@@ -247,10 +288,28 @@ impl Config {
                 .to_string(),
             queue_rate_per_minute: (number("MICROBADGER_QUEUE_RATE_PER_MINUTE")? as u32).max(1),
         };
+        let optional = |var: &'static str| {
+            let v = value(var).trim().to_string();
+            (!v.is_empty()).then_some(v)
+        };
+        let scaler = ScalerConfig {
+            capacity: (number("MICROBADGER_CAPACITY")? as u32).max(1),
+            tick: Duration::from_millis(number("MICROBADGER_SCALER_TICK_MS")?.max(10)),
+            config_file: optional("MICROBADGER_SCALER_CONFIG").map(PathBuf::from),
+            supervisor_pid: match optional("MICROBADGER_SUPERVISOR_PID") {
+                None => None,
+                Some(raw) => Some(raw.parse().map_err(|_| ConfigError {
+                    var: "MICROBADGER_SUPERVISOR_PID",
+                    reason: format!("expected a process id, got {raw:?}"),
+                })?),
+            },
+            instance: optional("MICROBADGER_INSTANCE"),
+        };
         Ok(Config {
             store,
             worker,
             web,
+            scaler,
             registry: RegistryConfig {
                 allow: list("MICROBADGER_ALLOW_REGISTRIES"),
                 insecure: list("MICROBADGER_INSECURE_REGISTRIES"),

@@ -1,1 +1,535 @@
-//! (being written)
+//! The scaled services: the built-in `web` and `worker`, overridden by a TOML file
+//! (`MICROBADGER_SCALER_CONFIG`) and by the environment (`MICROBADGER_CAPACITY`,
+//! `MICROBADGER_SCALER_TICK_MS`), and priorities read from a label on a service's own image
+//! (the original Microscaling's "full circle").
+//!
+//! Precedence, lowest first: built-in defaults, the TOML file, the environment. A service's
+//! priority comes from its TOML `priority` when set, else from its image's label when it
+//! declares `image`, else from the default (`web` 1, `worker` 2, others 10).
+//!
+//! ```toml
+//! capacity = 6          # MICROBADGER_CAPACITY wins when set
+//! tick_ms = 500         # MICROBADGER_SCALER_TICK_MS wins when set
+//! stop_grace_secs = 25  # SIGKILL this long after SIGTERM
+//!
+//! [control]             # any field of control::ControlParams, per-second units
+//! scale_down_window = 60.0
+//!
+//! [services.worker]
+//! min = 1
+//! max = 4
+//! target = 20.0
+//! image = "ghcr.io/acme/microbadger:1.4"   # priority from its label
+//! ```
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::Deserialize;
+
+use super::{MetricKind, ServiceSpec};
+use crate::config::Config;
+use crate::reference::ImageRef;
+use crate::registry::{PlatformChoice, RegistryClient};
+
+/// Image labels a priority is read from, in order: ours, then the original Microscaling's.
+pub const PRIORITY_LABELS: [&str; 2] = [
+    "org.microbadger.scaler.priority",
+    "com.microscaling.priority",
+];
+
+/// Default in-flight requests per web instance before another is wanted.
+pub const WEB_TARGET: f64 = 16.0;
+/// Default due jobs the worker pool may carry before another worker is wanted.
+pub const WORKER_TARGET: f64 = 20.0;
+
+/// One declared service: its spec plus where its priority may come from.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ServiceDecl {
+    pub spec: ServiceSpec,
+    /// The service's own image, whose priority label is read when the configuration sets no
+    /// priority.
+    pub image: Option<String>,
+    /// Where `spec.priority` came from.
+    pub priority_source: PrioritySource,
+}
+
+/// Where a service's priority came from (shown in logs so an operator can tell).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PrioritySource {
+    Default,
+    Config,
+    /// The named label of the service's image.
+    Label(String),
+}
+
+/// Control-law parameters set in the TOML `[control]` table; unset ones keep
+/// `control::ControlParams::default()`.
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ControlOverrides {
+    pub tolerance: Option<f64>,
+    pub drain_time: Option<f64>,
+    pub scale_down_window: Option<f64>,
+    pub max_step_up: Option<u32>,
+    pub scale_down_rate: Option<f64>,
+    pub min_lifetime: Option<f64>,
+    pub ewma_half_life: Option<f64>,
+    pub initial_service_rate: Option<f64>,
+    pub ready_timeout: Option<f64>,
+    pub fallback_after: Option<u32>,
+    pub fallback: Option<u32>,
+}
+
+/// Everything the supervisor needs to know about what it scales.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Services {
+    pub capacity: u32,
+    pub tick: Duration,
+    /// How long a stopping instance may drain after SIGTERM before SIGKILL.
+    pub stop_grace: Duration,
+    pub control: ControlOverrides,
+    /// In priority order (lower number first), then by name.
+    pub services: Vec<ServiceDecl>,
+}
+
+/// Why the service declarations could not be read.
+#[derive(Debug, thiserror::Error)]
+pub enum ServicesError {
+    #[error("{path}: {source}")]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("{path}: {reason}")]
+    Parse { path: PathBuf, reason: String },
+    #[error("service {service}: {reason}")]
+    Invalid { service: String, reason: String },
+}
+
+/// The TOML file's shape.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileConfig {
+    capacity: Option<u32>,
+    tick_ms: Option<u64>,
+    stop_grace_secs: Option<f64>,
+    #[serde(default)]
+    control: ControlOverrides,
+    #[serde(default)]
+    services: BTreeMap<String, FileService>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileService {
+    priority: Option<u32>,
+    min: Option<u32>,
+    max: Option<u32>,
+    metric: Option<MetricKind>,
+    target: Option<f64>,
+    units: Option<u32>,
+    command: Option<Vec<String>>,
+    image: Option<String>,
+    /// `false` removes a built-in service.
+    enabled: Option<bool>,
+}
+
+/// The program a built-in service runs: this executable.
+fn this_program() -> String {
+    std::env::current_exe()
+        .map(|p| p.display().to_string())
+        .unwrap_or_else(|_| "microbadger".into())
+}
+
+/// The built-in services for a capacity. `worker` keeps a minimum of one: an URGENT job (a
+/// person waiting on an "inspecting" page) is then taken at once instead of after a process
+/// start, and one worker costs one slot that `web` rarely needs at the default capacity.
+pub fn defaults(capacity: u32, program: &str) -> Vec<ServiceDecl> {
+    let decl = |name: &str, priority, metric, target| ServiceDecl {
+        spec: ServiceSpec {
+            name: name.into(),
+            priority,
+            min: 1,
+            max: capacity,
+            metric,
+            target,
+            units: 1,
+            command: vec![program.to_string(), name.to_string()],
+        },
+        image: None,
+        priority_source: PrioritySource::Default,
+    };
+    vec![
+        decl("web", 1, MetricKind::InFlight, WEB_TARGET),
+        decl("worker", 2, MetricKind::QueueDepth, WORKER_TARGET),
+    ]
+}
+
+impl Services {
+    /// Read the declarations for `config`: built-ins, the TOML file if configured, the
+    /// environment. Image labels are not read here (see [`Services::resolve_priorities`]).
+    pub fn load(
+        config: &Config,
+        env_set: impl Fn(&str) -> bool,
+    ) -> Result<Services, ServicesError> {
+        let text = match &config.scaler.config_file {
+            Some(path) => Some((
+                path.clone(),
+                std::fs::read_to_string(path).map_err(|source| ServicesError::Read {
+                    path: path.clone(),
+                    source,
+                })?,
+            )),
+            None => None,
+        };
+        Self::from_parts(
+            config,
+            text.as_ref().map(|(p, t)| (p.as_path(), t.as_str())),
+            env_set,
+            &this_program(),
+        )
+    }
+
+    /// The same as [`Services::load`] with the file's text given; `env_set(name)` tells
+    /// whether an environment variable was set explicitly (it then wins over the file).
+    pub fn from_parts(
+        config: &Config,
+        file: Option<(&Path, &str)>,
+        env_set: impl Fn(&str) -> bool,
+        program: &str,
+    ) -> Result<Services, ServicesError> {
+        let parsed: FileConfig = match file {
+            Some((path, text)) => toml::from_str(text).map_err(|e| ServicesError::Parse {
+                path: path.to_path_buf(),
+                reason: e.to_string(),
+            })?,
+            None => FileConfig::default(),
+        };
+        let capacity = match parsed.capacity {
+            Some(c) if !env_set("MICROBADGER_CAPACITY") => c.max(1),
+            _ => config.scaler.capacity,
+        };
+        let tick = match parsed.tick_ms {
+            Some(ms) if !env_set("MICROBADGER_SCALER_TICK_MS") => Duration::from_millis(ms.max(10)),
+            _ => config.scaler.tick,
+        };
+        let stop_grace = match parsed.stop_grace_secs {
+            Some(s) if s.is_finite() && s >= 0.0 => Duration::from_secs_f64(s),
+            Some(s) => {
+                return Err(ServicesError::Invalid {
+                    service: "(all)".into(),
+                    reason: format!("stop_grace_secs must be a non-negative number, got {s}"),
+                });
+            }
+            // The worker's own drain, plus time to release its jobs and exit.
+            None => config.worker.shutdown_grace + Duration::from_secs(5),
+        };
+
+        let mut services: BTreeMap<String, ServiceDecl> = defaults(capacity, program)
+            .into_iter()
+            .map(|d| (d.spec.name.clone(), d))
+            .collect();
+        for (name, f) in parsed.services {
+            if f.enabled == Some(false) {
+                services.remove(&name);
+                continue;
+            }
+            let entry = services.entry(name.clone()).or_insert_with(|| ServiceDecl {
+                spec: ServiceSpec {
+                    name: name.clone(),
+                    priority: 10,
+                    min: 0,
+                    max: capacity,
+                    metric: MetricKind::QueueDepth,
+                    target: WORKER_TARGET,
+                    units: 1,
+                    command: Vec::new(),
+                },
+                image: None,
+                priority_source: PrioritySource::Default,
+            });
+            let s = &mut entry.spec;
+            if let Some(p) = f.priority {
+                s.priority = p;
+                entry.priority_source = PrioritySource::Config;
+            }
+            if let Some(v) = f.min {
+                s.min = v;
+            }
+            if let Some(v) = f.max {
+                s.max = v;
+            }
+            if let Some(v) = f.metric {
+                s.metric = v;
+            }
+            if let Some(v) = f.target {
+                s.target = v;
+            }
+            if let Some(v) = f.units {
+                s.units = v;
+            }
+            if let Some(v) = f.command {
+                s.command = v;
+            }
+            if f.image.is_some() {
+                entry.image = f.image;
+            }
+        }
+        let mut list: Vec<ServiceDecl> = services.into_values().collect();
+        for d in &mut list {
+            let s = &mut d.spec;
+            let bad = |reason: String| ServicesError::Invalid {
+                service: s.name.clone(),
+                reason,
+            };
+            if s.command.is_empty() {
+                return Err(bad("needs a command (program and arguments)".into()));
+            }
+            if s.units == 0 {
+                return Err(bad("units must be at least 1".into()));
+            }
+            if !(s.target.is_finite() && s.target > 0.0) {
+                return Err(bad(format!(
+                    "target must be a positive number, got {}",
+                    s.target
+                )));
+            }
+            if s.min > s.max {
+                return Err(bad(format!("min {} is above max {}", s.min, s.max)));
+            }
+        }
+        let needed: u32 = list.iter().map(|d| d.spec.min * d.spec.units).sum();
+        if needed > capacity {
+            return Err(ServicesError::Invalid {
+                service: "(all)".into(),
+                reason: format!(
+                    "the minimums need {needed} capacity units but the capacity is {capacity}"
+                ),
+            });
+        }
+        sort(&mut list);
+        Ok(Services {
+            capacity,
+            tick,
+            stop_grace,
+            control: parsed.control,
+            services: list,
+        })
+    }
+
+    /// For every service that declares `image` and has no configured priority, read the
+    /// priority label from the image with microbadger's own registry client. A failed read or
+    /// a missing or unparseable label keeps the current priority (logged, never fatal).
+    pub async fn resolve_priorities(&mut self, client: &RegistryClient) {
+        for d in &mut self.services {
+            if d.priority_source == PrioritySource::Config {
+                continue;
+            }
+            let Some(image) = d.image.clone() else {
+                continue;
+            };
+            match label_priority(client, &image).await {
+                Ok(Some((label, p))) => {
+                    tracing::info!(service = %d.spec.name, %image, %label, priority = p, "priority from the image's label");
+                    d.spec.priority = p;
+                    d.priority_source = PrioritySource::Label(label);
+                }
+                Ok(None) => {
+                    tracing::info!(service = %d.spec.name, %image, "the image has no priority label; keeping the default")
+                }
+                Err(e) => {
+                    tracing::warn!(service = %d.spec.name, %image, error = %e, "could not read the image's priority label; keeping the default")
+                }
+            }
+        }
+        sort(&mut self.services);
+    }
+
+    /// The specs, in priority order.
+    pub fn specs(&self) -> Vec<ServiceSpec> {
+        self.services.iter().map(|d| d.spec.clone()).collect()
+    }
+}
+
+fn sort(list: &mut [ServiceDecl]) {
+    list.sort_by(|a, b| (a.spec.priority, &a.spec.name).cmp(&(b.spec.priority, &b.spec.name)));
+}
+
+/// The priority an image declares in one of [`PRIORITY_LABELS`] (the first one present that
+/// parses as a whole number), with the label's name.
+pub async fn label_priority(
+    client: &RegistryClient,
+    image: &str,
+) -> Result<Option<(String, u32)>, String> {
+    let r = ImageRef::parse(image).map_err(|e| e.to_string())?;
+    let inspection = client
+        .inspect(&r, &PlatformChoice::Default)
+        .await
+        .map_err(|e| e.to_string())?;
+    let Some(version) = inspection.images.first() else {
+        return Ok(None);
+    };
+    Ok(priority_from_labels(&version.labels))
+}
+
+/// The priority in a set of labels, per [`PRIORITY_LABELS`].
+pub fn priority_from_labels(labels: &BTreeMap<String, String>) -> Option<(String, u32)> {
+    PRIORITY_LABELS.iter().find_map(|key| {
+        labels
+            .get(*key)
+            .and_then(|v| v.trim().parse::<u32>().ok())
+            .map(|p| (key.to_string(), p))
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::HashMap;
+
+    fn config(env: &[(&str, &str)]) -> Config {
+        let env: HashMap<String, String> = env
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        Config::from_lookup(|k| env.get(k).cloned()).unwrap()
+    }
+
+    fn load(env: &[(&str, &str)], file: Option<&str>) -> Result<Services, ServicesError> {
+        let c = config(env);
+        let set: Vec<String> = env.iter().map(|(k, _)| k.to_string()).collect();
+        Services::from_parts(
+            &c,
+            file.map(|t| (Path::new("scaler.toml"), t)),
+            |k| set.iter().any(|s| s == k),
+            "/usr/bin/microbadger",
+        )
+    }
+
+    #[test]
+    fn defaults_are_web_then_worker() {
+        let s = load(&[], None).unwrap();
+        assert_eq!(s.capacity, 4);
+        assert_eq!(s.tick, Duration::from_millis(500));
+        assert_eq!(s.stop_grace, Duration::from_secs(25));
+        let names: Vec<&str> = s.services.iter().map(|d| d.spec.name.as_str()).collect();
+        assert_eq!(names, ["web", "worker"]);
+        let web = &s.services[0].spec;
+        assert_eq!(
+            (web.priority, web.min, web.max, web.metric, web.target),
+            (1, 1, 4, MetricKind::InFlight, WEB_TARGET)
+        );
+        assert_eq!(web.command, ["/usr/bin/microbadger", "web"]);
+        let worker = &s.services[1].spec;
+        assert_eq!(
+            (worker.priority, worker.min, worker.metric),
+            (2, 1, MetricKind::QueueDepth)
+        );
+        assert_eq!(s.control, ControlOverrides::default());
+    }
+
+    #[test]
+    fn file_overrides_defaults_and_environment_overrides_file() {
+        let file = r#"
+            capacity = 8
+            tick_ms = 250
+            stop_grace_secs = 3.5
+            [control]
+            scale_down_window = 5.0
+            max_step_up = 2
+            [services.worker]
+            max = 5
+            target = 7.5
+            [services.web]
+            priority = 3
+            [services.thumbnailer]
+            priority = 4
+            command = ["/bin/thumbs", "--serve"]
+            units = 2
+        "#;
+        let s = load(&[], Some(file)).unwrap();
+        assert_eq!(s.capacity, 8);
+        assert_eq!(s.tick, Duration::from_millis(250));
+        assert_eq!(s.stop_grace, Duration::from_secs_f64(3.5));
+        assert_eq!(s.control.scale_down_window, Some(5.0));
+        assert_eq!(s.control.max_step_up, Some(2));
+        assert_eq!(s.control.tolerance, None);
+        let names: Vec<&str> = s.services.iter().map(|d| d.spec.name.as_str()).collect();
+        assert_eq!(
+            names,
+            ["worker", "web", "thumbnailer"],
+            "sorted by priority"
+        );
+        assert_eq!(s.services[0].spec.max, 5);
+        assert_eq!(s.services[0].spec.target, 7.5);
+        assert_eq!(s.services[1].priority_source, PrioritySource::Config);
+        assert_eq!(
+            s.services[1].spec.max, 8,
+            "default max follows the capacity"
+        );
+        assert_eq!(s.services[2].spec.units, 2);
+        assert_eq!(s.services[2].spec.min, 0);
+
+        let s = load(
+            &[
+                ("MICROBADGER_CAPACITY", "3"),
+                ("MICROBADGER_SCALER_TICK_MS", "100"),
+            ],
+            Some(file),
+        )
+        .unwrap();
+        assert_eq!(s.capacity, 3, "the environment wins over the file");
+        assert_eq!(s.tick, Duration::from_millis(100));
+    }
+
+    #[test]
+    fn a_builtin_service_can_be_removed() {
+        let s = load(&[], Some("[services.worker]\nenabled = false\n")).unwrap();
+        assert_eq!(s.services.len(), 1);
+        assert_eq!(s.services[0].spec.name, "web");
+    }
+
+    #[test]
+    fn bad_declarations_are_refused_with_reasons() {
+        let err = |file: &str| load(&[], Some(file)).unwrap_err().to_string();
+        assert!(err("capacity = \"many\"").starts_with("scaler.toml:"));
+        assert!(err("colour = 1").contains("unknown field"));
+        assert!(err("[services.x]\npriority = 3").contains("needs a command"));
+        assert!(err("[services.web]\nmin = 3\nmax = 2").contains("min 3 is above max 2"));
+        assert!(err("[services.web]\ntarget = 0.0").contains("positive"));
+        assert!(
+            err("capacity = 2\n[services.web]\nmin = 2").contains("minimums need 3"),
+            "{}",
+            err("capacity = 2\n[services.web]\nmin = 2")
+        );
+        assert!(err("[services.web]\nmetric = \"cpu\"").contains("unknown variant"));
+    }
+
+    #[test]
+    fn priority_labels_ours_first_then_microscaling() {
+        let labels = |pairs: &[(&str, &str)]| -> BTreeMap<String, String> {
+            pairs
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect()
+        };
+        assert_eq!(
+            priority_from_labels(&labels(&[
+                ("com.microscaling.priority", "5"),
+                ("org.microbadger.scaler.priority", "3")
+            ])),
+            Some(("org.microbadger.scaler.priority".into(), 3))
+        );
+        assert_eq!(
+            priority_from_labels(&labels(&[
+                ("org.microbadger.scaler.priority", "high"),
+                ("com.microscaling.priority", " 7 ")
+            ])),
+            Some(("com.microscaling.priority".into(), 7)),
+            "an unparseable label is skipped"
+        );
+        assert_eq!(priority_from_labels(&labels(&[("x", "1")])), None);
+    }
+}
