@@ -8,7 +8,7 @@
 mod support;
 
 /// Migration files per engine (`migrations/<engine>/`).
-const MIGRATIONS: i64 = 2;
+const MIGRATIONS: i64 = 3;
 
 use std::collections::BTreeMap;
 
@@ -18,8 +18,10 @@ use microbadger::oci::{ImageConfig, OciImageManifest};
 use microbadger::reference::ImageRef;
 use microbadger::registry::Inspection;
 use microbadger::registry::hub::HubInfo;
+use microbadger::scaler::{Clamp, Decision, Observation, ServiceDecision};
 use microbadger::store::{
-    Engine, Event, EventKind, RepoStatus, Repository, Store, StoreError, TagRecord,
+    DECISIONS_KEPT, Engine, Event, EventKind, InstanceLoad, LOADS_KEPT, RepoStatus, Repository,
+    Store, StoreError, TagRecord,
 };
 use support::TestPostgres;
 
@@ -70,6 +72,11 @@ both_engines!(
     search_is_case_insensitive_and_literal,
     failed_save_leaves_nothing_behind,
     concurrent_saves_get_a_gapless_sequence,
+    scaler_loads_upsert_read_back_and_prune,
+    scaler_load_of_a_stopped_instance_is_removed,
+    scaler_load_refuses_bad_ids,
+    scaler_decisions_round_trip_in_order,
+    scaler_decisions_older_than_an_hour_are_pruned,
 );
 
 // ---- fixtures ------------------------------------------------------------------------------
@@ -1078,6 +1085,234 @@ async fn concurrent_saves_get_a_gapless_sequence(store: &Store) {
     assert_eq!(logged, (1..=24).collect::<Vec<i64>>());
     assert_eq!(store.tags(a.id).await.unwrap().len(), 12);
     assert_eq!(store.tags(b.id).await.unwrap().len(), 12);
+}
+
+// ---- scaler: instance loads and decisions --------------------------------------------------
+
+fn load(instance: &str, in_flight: u64, requests: u64, at: DateTime<Utc>) -> InstanceLoad {
+    InstanceLoad {
+        instance: instance.into(),
+        service: "web".into(),
+        in_flight,
+        requests_total: requests,
+        latency_seconds_total: requests as f64 * 0.012_345_6,
+        updated_at: at,
+    }
+}
+
+async fn scaler_loads_upsert_read_back_and_prune(store: &Store) {
+    assert!(store.loads("web", t(-3600)).await.unwrap().is_empty());
+    store
+        .publish_load(&load("host:1", 3, 10, t(0)))
+        .await
+        .unwrap();
+    store
+        .publish_load(&load("host:2", 1, 5, t(0)))
+        .await
+        .unwrap();
+    let mut other = load("host:9", 7, 70, t(0));
+    other.service = "api".into();
+    store.publish_load(&other).await.unwrap();
+    // The second write of an instance replaces its row.
+    store
+        .publish_load(&load("host:1", 4, 12, t(1)))
+        .await
+        .unwrap();
+    let rows = store.loads("web", t(-10)).await.unwrap();
+    assert_eq!(
+        rows,
+        vec![
+            InstanceLoad {
+                instance: "host:1".into(),
+                service: "web".into(),
+                in_flight: 4,
+                requests_total: 12,
+                // Whole microseconds: 12 * 0.0123456 = 0.1481472 s.
+                latency_seconds_total: 0.148_147,
+                updated_at: stored(1),
+            },
+            InstanceLoad {
+                latency_seconds_total: 0.061_728,
+                updated_at: stored(0),
+                ..load("host:2", 1, 5, t(0))
+            },
+        ]
+    );
+    // `since` is inclusive, and filters by time.
+    let recent = store.loads("web", stored(1)).await.unwrap();
+    assert_eq!(recent.len(), 1);
+    assert_eq!(recent[0].instance, "host:1");
+    assert_eq!(store.loads("api", t(-10)).await.unwrap().len(), 1);
+    // A write prunes instances silent for a minute (a crashed instance), and no others.
+    let later = t(0) + LOADS_KEPT + Duration::seconds(1);
+    store
+        .publish_load(&load("host:3", 0, 0, later))
+        .await
+        .unwrap();
+    let left: Vec<String> = store
+        .loads("web", t(-3600))
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|l| l.instance)
+        .collect();
+    assert_eq!(left, ["host:1", "host:3"]);
+    assert!(store.loads("api", t(-3600)).await.unwrap().is_empty());
+    // Totals past i64::MAX saturate instead of failing.
+    store
+        .publish_load(&load("host:3", 0, u64::MAX, later))
+        .await
+        .unwrap();
+    let big = store.loads("web", later).await.unwrap();
+    assert_eq!(big[0].requests_total, i64::MAX as u64);
+}
+
+async fn scaler_load_of_a_stopped_instance_is_removed(store: &Store) {
+    store
+        .publish_load(&load("host:1", 2, 2, t(0)))
+        .await
+        .unwrap();
+    assert!(store.remove_load("host:1").await.unwrap());
+    assert!(!store.remove_load("host:1").await.unwrap());
+    assert!(store.loads("web", t(-10)).await.unwrap().is_empty());
+}
+
+async fn scaler_load_refuses_bad_ids(store: &Store) {
+    for bad in [load("", 0, 0, t(0)), load(&"x".repeat(257), 0, 0, t(0))] {
+        assert!(matches!(
+            store.publish_load(&bad).await,
+            Err(StoreError::Invalid(_))
+        ));
+    }
+    let mut no_service = load("host:1", 0, 0, t(0));
+    no_service.service.clear();
+    assert!(matches!(
+        store.publish_load(&no_service).await,
+        Err(StoreError::Invalid(_))
+    ));
+    // Nonsense latency is stored as zero rather than refused: it is a gauge of a live process.
+    let mut nan = load("host:1", 0, 1, t(0));
+    nan.latency_seconds_total = f64::NAN;
+    store.publish_load(&nan).await.unwrap();
+    assert_eq!(
+        store.loads("web", t(-1)).await.unwrap()[0].latency_seconds_total,
+        0.0
+    );
+}
+
+fn decision(at: f64, web_backlog: f64, granted: u32) -> Decision {
+    let obs = |backlog: f64| Observation {
+        now: at - 1_700_000_000.0,
+        backlog,
+        in_service: backlog.min(2.0),
+        arrival_rate: Some(1.5),
+        completion_rate: None,
+        ready: granted,
+        starting: 1,
+        stopping: 0,
+        fresh: true,
+    };
+    Decision {
+        at,
+        capacity: 6,
+        services: vec![
+            ServiceDecision {
+                service: "web".into(),
+                observation: obs(web_backlog),
+                raw: 2.25,
+                desired: granted + 1,
+                granted,
+                clamps: vec![Clamp {
+                    kind: "capacity".into(),
+                    from: granted + 1,
+                    to: granted,
+                    why: "capacity is full: <6> units".into(),
+                }],
+            },
+            ServiceDecision {
+                service: "worker".into(),
+                observation: Observation {
+                    fresh: false,
+                    ..obs(40.0)
+                },
+                raw: 0.0,
+                desired: 1,
+                granted: 1,
+                clamps: vec![],
+            },
+        ],
+    }
+}
+
+async fn scaler_decisions_round_trip_in_order(store: &Store) {
+    let base = 1_714_564_800.123_456_7;
+    assert!(store.decisions_since(0.0).await.unwrap().is_empty());
+    // Recorded out of order; read back by time, equal times in the order recorded.
+    let (a, b, c, d) = (
+        decision(base + 2.0, 1.0, 2),
+        decision(base, 2.0, 3),
+        decision(base + 2.0, 3.0, 4),
+        decision(base + 1.0, 4.0, 5),
+    );
+    for x in [&a, &b, &c, &d] {
+        store.record_decision(x).await.unwrap();
+    }
+    let all = store.decisions_since(base - 10.0).await.unwrap();
+    assert_eq!(all, vec![b.clone(), d.clone(), a.clone(), c.clone()]);
+    // `since` is inclusive.
+    assert_eq!(
+        store.decisions_since(base + 1.0).await.unwrap(),
+        vec![d, a, c]
+    );
+    assert!(store.decisions_since(base + 3.0).await.unwrap().is_empty());
+    // Nonsense `since` reads everything rather than failing; a non-finite time is refused.
+    assert_eq!(store.decisions_since(f64::NAN).await.unwrap().len(), 4);
+    assert!(matches!(
+        store
+            .record_decision(&decision(f64::INFINITY, 0.0, 1))
+            .await,
+        Err(StoreError::Invalid(_))
+    ));
+}
+
+async fn scaler_decisions_older_than_an_hour_are_pruned(store: &Store) {
+    let base = 1_714_564_800.0;
+    let hour = DECISIONS_KEPT.num_seconds() as f64;
+    for i in 0..5 {
+        store
+            .record_decision(&decision(base + f64::from(i) * 1000.0, 0.0, 1))
+            .await
+            .unwrap();
+    }
+    // The last write (at base + 4000) pruned base + 0, kept base + 1000 onwards.
+    let times: Vec<f64> = store
+        .decisions_since(0.0)
+        .await
+        .unwrap()
+        .iter()
+        .map(|d| d.at)
+        .collect();
+    assert_eq!(
+        times,
+        [base + 1000.0, base + 2000.0, base + 3000.0, base + 4000.0]
+    );
+    store
+        .record_decision(&decision(base + 1000.0 + hour, 0.0, 1))
+        .await
+        .unwrap();
+    // Exactly an hour old is kept.
+    assert_eq!(
+        store.decisions_since(0.0).await.unwrap()[0].at,
+        base + 1000.0
+    );
+    store
+        .record_decision(&decision(base + 1000.5 + hour, 0.0, 1))
+        .await
+        .unwrap();
+    assert_eq!(
+        store.decisions_since(0.0).await.unwrap()[0].at,
+        base + 2000.0
+    );
 }
 
 // ---- engine-specific -----------------------------------------------------------------------

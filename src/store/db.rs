@@ -33,6 +33,11 @@ const SQLITE_MIGRATIONS: &[(i64, &str, &str)] = &[
         "webhooks",
         include_str!("../../migrations/sqlite/0002_webhooks.sql"),
     ),
+    (
+        3,
+        "scaler",
+        include_str!("../../migrations/sqlite/0003_scaler.sql"),
+    ),
 ];
 const POSTGRES_MIGRATIONS: &[(i64, &str, &str)] = &[
     (
@@ -44,6 +49,11 @@ const POSTGRES_MIGRATIONS: &[(i64, &str, &str)] = &[
         2,
         "webhooks",
         include_str!("../../migrations/postgres/0002_webhooks.sql"),
+    ),
+    (
+        3,
+        "scaler",
+        include_str!("../../migrations/postgres/0003_scaler.sql"),
     ),
 ];
 

@@ -63,6 +63,7 @@
 //!   that share the file wait for each other instead of failing; foreign keys are on.
 
 mod db;
+mod scaler;
 mod types;
 mod webhooks;
 
@@ -75,6 +76,7 @@ use sqlx::postgres::{PgConnectOptions, PgConnection, PgPoolOptions};
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
 
 use self::db::{Pool, Tx};
+pub use self::scaler::{DECISIONS_KEPT, InstanceLoad, LOADS_KEPT};
 pub use self::types::{
     Engine, Event, EventKind, RepoStatus, Repository, TagRecord, TagSummary, VersionRecord,
 };
