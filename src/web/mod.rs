@@ -222,6 +222,18 @@ pub async fn serve(
             },
         ))
     });
+    // This instance's load, for the microscaler's demand reader; its row is deleted on stop.
+    let publisher = tokio::spawn(crate::scaler::demand::publish_web_load(
+        state.store.clone(),
+        crate::scaler::demand::instance_id(),
+        state.metrics.clone(),
+        {
+            let mut rx = stop_rx.clone();
+            async move {
+                let _ = rx.wait_for(|s| *s).await;
+            }
+        },
+    ));
     let app = router(state).into_make_service_with_connect_info::<SocketAddr>();
     let result = axum::serve(listener, app)
         .with_graceful_shutdown(async move {
@@ -230,6 +242,7 @@ pub async fn serve(
         })
         .await;
     let _ = follower.await;
+    let _ = publisher.await;
     if let Some(a) = announcements {
         let _ = a.await;
     }
