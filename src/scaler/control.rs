@@ -1,1 +1,929 @@
-//! (being written)
+//! The control law: one service's observation in, a desired instance count out, with every
+//! limit that changed the count recorded as a [`Clamp`].
+//!
+//! Pure: no I/O and no clock. Time arrives as `Observation::now` (seconds) and in
+//! [`Controller::applied`]. Every parameter is in seconds or per second, so the behaviour does
+//! not depend on the tick length (the original Microscaling gains were per 0.5 s sample).
+//!
+//! # The law (rate-aware, not PD on queue length)
+//!
+//! For a [`MetricKind::QueueDepth`] service (the worker tier):
+//!
+//! ```text
+//! n_raw = (λ̂ + max(0, backlog − target) / drain_time) / μ̂
+//! ```
+//!
+//! - `λ̂` (jobs/s): arrival rate, EWMA-smoothed with a half-life of `ewma_half_life` seconds
+//!   (weight of a new sample `1 − 2^(−Δt / half_life)`, so the smoothing is the same at any
+//!   tick). The feed-forward term: enough instances to keep up with what arrives.
+//! - `max(0, backlog − target) / drain_time` (jobs/s): the extra rate that removes the backlog
+//!   above target within `drain_time` seconds. Uses the backlog as observed now (not smoothed):
+//!   it is a level, not a noisy rate.
+//! - `μ̂` (jobs/s per instance): completion rate divided by the **ready** instances,
+//!   EWMA-smoothed; `initial_service_rate` until a measurement exists. A sample taken while
+//!   no job is waiting (`backlog − in_service < 0.5`) only measures throughput, not capacity,
+//!   so it may raise the estimate but never lower it (otherwise an idle pool would "measure"
+//!   `μ = λ / n` and confirm its own size forever).
+//!
+//! For a [`MetricKind::InFlight`] service (the web tier), Little's law `L = λ·W`: the mean
+//! number of requests in flight is the arrival rate times the time each spends in the
+//! service. With `Ŵ` the EWMA of `backlog / completion_rate` (seconds in the system),
+//!
+//! ```text
+//! n_raw = max(λ̂ · Ŵ, in_flight_now) / target        (target = in-flight per instance)
+//! ```
+//!
+//! The `in_flight_now` floor makes a sudden surge act at once, before the smoothed rates have
+//! caught up; noise it adds upward is absorbed by the tolerance band and by the scale-down
+//! stabilization. When rates are not measured, `n_raw = in_flight_now / target`.
+//!
+//! # Damping, in order (each step exists for a reason)
+//!
+//! Counts below are *effective* instances: `ready + starting`, minus starts older than
+//! `ready_timeout` (see readiness).
+//!
+//! 1. **Tolerance** (`tolerance`, relative): if `|n_raw / current − 1| ≤ tolerance` keep the
+//!    current count. Estimates are noisy; acting on a 5% difference is churn.
+//! 2. **Scale-up is immediate but step-limited** (`max_step_up` instances per decision): a
+//!    backlog costs users now, so no window; the step bounds the damage of one bad reading.
+//! 3. **Scale-down stabilization** (`scale_down_window` s): the count goes down only to the
+//!    highest recommendation made within the window (HPA's rule). A dip in demand shorter than
+//!    the window does not stop instances that would be needed again.
+//! 4. **Scale-down rate** (`scale_down_rate` instances/s): a budget refilled at that rate,
+//!    holding at most `max(1, max_step_up)` instances. Removes capacity gradually, so an
+//!    estimate that was wrong can be corrected before everything is gone.
+//! 5. **Minimum lifetime** (`min_lifetime` s): an instance started less than that long ago is
+//!    not stopped. Starting one has a cost (time, warm-up) that a short life does not repay.
+//! 6. **min / max** of the service spec.
+//!
+//! # Readiness
+//!
+//! A starting instance counts against capacity (it is in `current`, so the controller does not
+//! start another for the same demand) but not as service rate (`μ̂` divides by ready
+//! instances only). A start still not ready after `ready_timeout` seconds is no longer
+//! counted as capacity: the desired count is raised by the number of such starts (clamp
+//! `ready_timeout`), so a replacement is started and the service is never frozen waiting for
+//! an instance that will not come (the original's wedge). The controller never waits for the
+//! orchestrator to "settle".
+//!
+//! # Stale metrics
+//!
+//! An observation with `fresh == false` means the metric could not be read: the controller
+//! holds the current count (clamp `stale_hold`), never reads it as zero. After
+//! `fallback_after` consecutive stale observations it goes to `fallback` instances if one is
+//! configured (clamp `fallback`, KEDA's rule), otherwise it keeps holding.
+
+use std::collections::VecDeque;
+
+use super::{Clamp, MetricKind, Observation, ServiceSpec};
+
+/// The controller's parameters. All durations in seconds, all rates per second.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct ControlParams {
+    /// Relative dead band around the current count, 0.1.
+    pub tolerance: f64,
+    /// Seconds in which backlog above target should be drained, 10.0.
+    pub drain_time: f64,
+    /// Scale-down stabilization: the highest recommendation over this window, 60.0.
+    pub scale_down_window: f64,
+    /// Instances added per decision at most, 4.
+    pub max_step_up: u32,
+    /// Instances removed per second at most (a refilling budget), 0.2.
+    pub scale_down_rate: f64,
+    /// An instance is not stopped younger than this, 10.0.
+    pub min_lifetime: f64,
+    /// Half-life of the rate estimates, 5.0.
+    pub ewma_half_life: f64,
+    /// Jobs per second one instance completes, until measured, 1.0.
+    pub initial_service_rate: f64,
+    /// A start that is not ready after this long no longer counts as capacity, 30.0.
+    pub ready_timeout: f64,
+    /// Consecutive stale observations before the fallback applies, 5.
+    pub fallback_after: u32,
+    /// Instances to hold after `fallback_after` stale reads (None: keep holding).
+    pub fallback: Option<u32>,
+}
+
+impl Default for ControlParams {
+    fn default() -> Self {
+        ControlParams {
+            tolerance: 0.1,
+            drain_time: 10.0,
+            scale_down_window: 60.0,
+            max_step_up: 4,
+            scale_down_rate: 0.2,
+            min_lifetime: 10.0,
+            ewma_half_life: 5.0,
+            initial_service_rate: 1.0,
+            ready_timeout: 30.0,
+            fallback_after: 5,
+            fallback: None,
+        }
+    }
+}
+
+/// The controller's answer for one observation.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct Proposal {
+    /// The law's unclamped output, in fractional instances.
+    pub raw: f64,
+    /// The count wanted after the controller's own damping.
+    pub desired: u32,
+    /// Every limit that changed the count, in the order applied.
+    pub clamps: Vec<Clamp>,
+}
+
+/// One service's controller: the law plus the state its damping needs.
+#[derive(Debug, Clone)]
+pub struct Controller {
+    spec: ServiceSpec,
+    params: ControlParams,
+    /// Smoothed arrival rate (per second).
+    lambda: Option<f64>,
+    /// Smoothed service rate per ready instance (per second), QueueDepth only.
+    mu: Option<f64>,
+    /// Smoothed time in the system (seconds), InFlight only.
+    wait: Option<f64>,
+    /// Time of the last fresh observation used for the estimates.
+    last_update: Option<f64>,
+    /// Time of the last observation (fresh or not).
+    last_now: Option<f64>,
+    /// (time, recommendation) within the scale-down window.
+    recommendations: VecDeque<(f64, u32)>,
+    /// Scale-down budget, in instances.
+    down_budget: f64,
+    /// Start times of live instances, oldest first (adopted ones at −∞).
+    started: VecDeque<f64>,
+    /// First-seen times of instances currently starting, oldest first.
+    starting_since: VecDeque<f64>,
+    /// Consecutive stale observations.
+    stale: u32,
+    /// Live count at the last observation (what `applied` compares against).
+    last_live: Option<u32>,
+}
+
+impl Controller {
+    pub fn new(spec: &ServiceSpec, params: ControlParams) -> Controller {
+        let down_budget = params.max_step_up.max(1) as f64;
+        Controller {
+            spec: spec.clone(),
+            params,
+            lambda: None,
+            mu: None,
+            wait: None,
+            last_update: None,
+            last_now: None,
+            recommendations: VecDeque::new(),
+            down_budget,
+            started: VecDeque::new(),
+            starting_since: VecDeque::new(),
+            stale: 0,
+            last_live: None,
+        }
+    }
+
+    /// The service this controller sizes.
+    pub fn spec(&self) -> &ServiceSpec {
+        &self.spec
+    }
+
+    /// The parameters in use.
+    pub fn params(&self) -> &ControlParams {
+        &self.params
+    }
+
+    /// The smoothed arrival rate (per second), once measured.
+    pub fn arrival_rate(&self) -> Option<f64> {
+        self.lambda
+    }
+
+    /// The per-instance service rate in use (per second; the initial one until measured).
+    pub fn service_rate(&self) -> f64 {
+        self.mu.unwrap_or(self.params.initial_service_rate)
+    }
+
+    /// `obs.ready + obs.starting` is the current count. Returns the desired count after the
+    /// controller's own damping (tolerance, stabilization, step/rate limits, lifetime,
+    /// min/max of the spec, stale hold/fallback), with every clamp recorded.
+    pub fn propose(&mut self, obs: &Observation) -> Proposal {
+        let now = obs.now;
+        let live = obs.ready + obs.starting;
+        self.refill_budget(now);
+        self.last_now = Some(now);
+        self.sync_instances(now, live);
+        self.track_starting(now, obs.starting);
+        self.last_live = Some(live);
+        let mut clamps = Vec::new();
+
+        if !obs.fresh {
+            self.stale = self.stale.saturating_add(1);
+            if self.stale >= self.params.fallback_after
+                && let Some(fallback) = self.params.fallback
+            {
+                let to = fallback.clamp(self.spec.min, self.spec.max.max(self.spec.min));
+                clamps.push(clamp(
+                    "fallback",
+                    live,
+                    to,
+                    format!(
+                        "{} consecutive stale metric reads: holding the fallback of {to}",
+                        self.stale
+                    ),
+                ));
+                return Proposal {
+                    raw: live as f64,
+                    desired: to,
+                    clamps,
+                };
+            }
+            clamps.push(clamp(
+                "stale_hold",
+                live,
+                live,
+                format!(
+                    "metric stale or unreadable ({} in a row): holding {live}",
+                    self.stale
+                ),
+            ));
+            return Proposal {
+                raw: live as f64,
+                desired: live,
+                clamps,
+            };
+        }
+        self.stale = 0;
+        self.update_estimates(obs);
+
+        let raw = self.raw(obs);
+        let stuck = self.stuck(now);
+        let current = live.saturating_sub(stuck);
+        let mut rec = if raw.is_finite() && raw > 0.0 {
+            // A hair below an integer is that integer: float noise must not add an instance.
+            (raw - 1e-9).ceil().clamp(1.0, u32::MAX as f64) as u32
+        } else {
+            0
+        };
+
+        // 1. Tolerance band around the current count.
+        if current > 0
+            && rec != current
+            && (raw / current as f64 - 1.0).abs() <= self.params.tolerance
+        {
+            clamps.push(clamp(
+                "tolerance",
+                rec,
+                current,
+                format!(
+                    "raw {raw:.2} is within {:.0}% of the current {current}",
+                    self.params.tolerance * 100.0
+                ),
+            ));
+            rec = current;
+        }
+
+        // Remember the recommendation for the stabilization window.
+        let window = self.params.scale_down_window;
+        while let Some(&(t, _)) = self.recommendations.front() {
+            if t < now - window {
+                self.recommendations.pop_front();
+            } else {
+                break;
+            }
+        }
+        self.recommendations.push_back((now, rec));
+
+        let mut desired = rec;
+        if desired > current {
+            // 2. Immediate scale-up, step-limited.
+            let limit = current.saturating_add(self.params.max_step_up);
+            if desired > limit {
+                clamps.push(clamp(
+                    "step",
+                    desired,
+                    limit,
+                    format!(
+                        "at most {} instances added per decision",
+                        self.params.max_step_up
+                    ),
+                ));
+                desired = limit;
+            }
+        } else if desired < current {
+            // 3. Stabilization: the highest recommendation within the window.
+            let highest = self
+                .recommendations
+                .iter()
+                .map(|&(_, r)| r)
+                .max()
+                .unwrap_or(desired)
+                .min(current);
+            if highest > desired {
+                clamps.push(clamp(
+                    "stabilization",
+                    desired,
+                    highest,
+                    format!("{highest} was recommended within the last {window:.0} s"),
+                ));
+                desired = highest;
+            }
+            // 4. Scale-down rate.
+            if desired < current {
+                let allowed = self.down_budget.floor().max(0.0) as u32;
+                let floor = current.saturating_sub(allowed);
+                if desired < floor {
+                    clamps.push(clamp(
+                        "rate",
+                        desired,
+                        floor,
+                        format!(
+                            "at most {} instances removed per second",
+                            self.params.scale_down_rate
+                        ),
+                    ));
+                    desired = floor;
+                }
+            }
+            // 5. Minimum lifetime.
+            if desired < current {
+                let young = self.young(now);
+                // Instances are stopped oldest first; the young ones must stay.
+                let floor = young.min(current);
+                if desired < floor {
+                    clamps.push(clamp(
+                        "lifetime",
+                        desired,
+                        floor,
+                        format!(
+                            "{young} instances are younger than {:.0} s",
+                            self.params.min_lifetime
+                        ),
+                    ));
+                    desired = floor;
+                }
+            }
+        }
+
+        // 6. The spec's bounds.
+        let (min, max) = (self.spec.min, self.spec.max.max(self.spec.min));
+        if desired < min {
+            clamps.push(clamp(
+                "min",
+                desired,
+                min,
+                format!("the service's minimum is {min}"),
+            ));
+            desired = min;
+        }
+        if desired > max {
+            clamps.push(clamp(
+                "max",
+                desired,
+                max,
+                format!("the service's maximum is {max}"),
+            ));
+            desired = max;
+        }
+
+        // Readiness: starts past the timeout are not capacity; ask for their replacements.
+        if stuck > 0 {
+            let to = desired.saturating_add(stuck).min(max);
+            if to != desired {
+                clamps.push(clamp(
+                    "ready_timeout",
+                    desired,
+                    to,
+                    format!(
+                        "{stuck} starts not ready after {:.0} s do not count as capacity",
+                        self.params.ready_timeout
+                    ),
+                ));
+                desired = to;
+            }
+        }
+
+        Proposal {
+            raw,
+            desired,
+            clamps,
+        }
+    }
+
+    /// Tell the controller what was applied at `now` (target count), for rate limits and
+    /// instance lifetimes.
+    pub fn applied(&mut self, now: f64, target: u32) {
+        self.refill_budget(now);
+        self.last_now = Some(now.max(self.last_now.unwrap_or(now)));
+        let live = self.last_live.unwrap_or(self.started.len() as u32);
+        if target < live {
+            self.down_budget = (self.down_budget - (live - target) as f64).max(0.0);
+        }
+        let booked = self.started.len() as u32;
+        if target > booked {
+            for _ in booked..target {
+                self.started.push_back(now);
+            }
+        } else {
+            for _ in target..booked {
+                self.started.pop_front();
+            }
+        }
+        self.last_live = Some(target);
+    }
+
+    fn refill_budget(&mut self, now: f64) {
+        if let Some(last) = self.last_now {
+            let dt = (now - last).max(0.0);
+            let cap = self.params.max_step_up.max(1) as f64;
+            self.down_budget = (self.down_budget + dt * self.params.scale_down_rate).min(cap);
+        }
+    }
+
+    /// Keep the instance book in line with what is observed: adopted instances are old,
+    /// instances appearing without an `applied` (restarts) are young, lost ones are dropped
+    /// oldest first.
+    fn sync_instances(&mut self, now: f64, live: u32) {
+        let booked = self.started.len() as u32;
+        if self.last_live.is_none() && booked == 0 {
+            for _ in 0..live {
+                self.started.push_back(f64::NEG_INFINITY);
+            }
+            return;
+        }
+        if live > booked {
+            for _ in booked..live {
+                self.started.push_back(now);
+            }
+        } else if live < booked {
+            // Instances still counted in the book but gone: a stop completed or one crashed.
+            // Newest first would also be plausible; oldest first keeps the lifetime floor
+            // conservative (young ones stay protected).
+            for _ in live..booked {
+                self.started.pop_front();
+            }
+        }
+    }
+
+    /// First-seen times of the instances in `starting`, so a start that never becomes ready
+    /// can be recognised (readiness assumed in start order).
+    fn track_starting(&mut self, now: f64, starting: u32) {
+        let tracked = self.starting_since.len() as u32;
+        if starting > tracked {
+            for _ in tracked..starting {
+                self.starting_since.push_back(now);
+            }
+        } else {
+            for _ in starting..tracked {
+                self.starting_since.pop_front();
+            }
+        }
+    }
+
+    /// Starts older than `ready_timeout`.
+    fn stuck(&self, now: f64) -> u32 {
+        self.starting_since
+            .iter()
+            .filter(|&&t| now - t >= self.params.ready_timeout)
+            .count() as u32
+    }
+
+    /// Instances younger than `min_lifetime`.
+    fn young(&self, now: f64) -> u32 {
+        self.started
+            .iter()
+            .filter(|&&t| now - t < self.params.min_lifetime)
+            .count() as u32
+    }
+
+    fn update_estimates(&mut self, obs: &Observation) {
+        let weight = match self.last_update {
+            None => 1.0,
+            Some(last) => {
+                let dt = (obs.now - last).max(0.0);
+                if self.params.ewma_half_life > 0.0 {
+                    1.0 - 0.5f64.powf(dt / self.params.ewma_half_life)
+                } else {
+                    1.0
+                }
+            }
+        };
+        self.last_update = Some(obs.now);
+        let blend = |old: Option<f64>, sample: f64| match old {
+            None => sample,
+            Some(old) => old + weight * (sample - old),
+        };
+        if let Some(arrivals) = obs.arrival_rate.filter(|r| r.is_finite() && *r >= 0.0) {
+            self.lambda = Some(blend(self.lambda, arrivals));
+        }
+        let Some(completions) = obs.completion_rate.filter(|r| r.is_finite() && *r >= 0.0) else {
+            return;
+        };
+        match self.spec.metric {
+            MetricKind::QueueDepth => {
+                if obs.ready == 0 {
+                    return;
+                }
+                let sample = completions / obs.ready as f64;
+                let waiting = obs.backlog - obs.in_service;
+                let saturated = waiting >= 0.5;
+                if sample <= 0.0 && !saturated {
+                    return;
+                }
+                match self.mu {
+                    // Idle instances: the sample is a lower bound on capacity.
+                    Some(mu) if !saturated && sample <= mu => {}
+                    Some(_) if !saturated => self.mu = Some(blend(self.mu, sample)),
+                    None if !saturated => {
+                        if sample > self.params.initial_service_rate {
+                            self.mu = Some(sample);
+                        }
+                    }
+                    _ => {
+                        if sample > 0.0 {
+                            self.mu = Some(blend(self.mu, sample));
+                        }
+                    }
+                }
+            }
+            MetricKind::InFlight => {
+                if completions > 0.0 && obs.backlog >= 0.0 {
+                    self.wait = Some(blend(self.wait, obs.backlog / completions));
+                }
+            }
+        }
+    }
+
+    /// The law's output in fractional instances.
+    fn raw(&self, obs: &Observation) -> f64 {
+        let target = self.spec.target;
+        match self.spec.metric {
+            MetricKind::QueueDepth => {
+                let lambda = self.lambda.unwrap_or(0.0);
+                let drain = if self.params.drain_time > 0.0 {
+                    (obs.backlog - target).max(0.0) / self.params.drain_time
+                } else {
+                    0.0
+                };
+                let mu = self.service_rate();
+                if mu <= 0.0 {
+                    return f64::INFINITY;
+                }
+                let mut n = (lambda + drain) / mu;
+                // Work waiting with no arrivals measured still needs one instance.
+                if obs.backlog > 0.0 {
+                    n = n.max(1.0);
+                }
+                n
+            }
+            MetricKind::InFlight => {
+                if target <= 0.0 {
+                    return f64::INFINITY;
+                }
+                let little = match (self.lambda, self.wait) {
+                    (Some(l), Some(w)) => l * w,
+                    _ => 0.0,
+                };
+                little.max(obs.backlog.max(0.0)) / target
+            }
+        }
+    }
+}
+
+fn clamp(kind: &str, from: u32, to: u32, why: String) -> Clamp {
+    Clamp {
+        kind: kind.to_string(),
+        from,
+        to,
+        why,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn spec(metric: MetricKind, target: f64, min: u32, max: u32) -> ServiceSpec {
+        ServiceSpec {
+            name: "svc".into(),
+            priority: 1,
+            min,
+            max,
+            metric,
+            target,
+            units: 1,
+            command: vec![],
+        }
+    }
+
+    fn queue(min: u32, max: u32) -> ServiceSpec {
+        spec(MetricKind::QueueDepth, 50.0, min, max)
+    }
+
+    /// An observation of a saturated pool (jobs waiting) unless `backlog` says otherwise.
+    fn obs(now: f64, ready: u32, backlog: f64, arrivals: f64, completions: f64) -> Observation {
+        Observation {
+            now,
+            backlog,
+            in_service: (ready as f64).min(backlog),
+            arrival_rate: Some(arrivals),
+            completion_rate: Some(completions),
+            ready,
+            starting: 0,
+            stopping: 0,
+            fresh: true,
+        }
+    }
+
+    fn kinds(p: &Proposal) -> Vec<&str> {
+        p.clamps.iter().map(|c| c.kind.as_str()).collect()
+    }
+
+    #[test]
+    fn defaults_are_the_documented_ones() {
+        let p = ControlParams::default();
+        assert_eq!(p.tolerance, 0.1);
+        assert_eq!(p.drain_time, 10.0);
+        assert_eq!(p.scale_down_window, 60.0);
+        assert_eq!(p.max_step_up, 4);
+        assert_eq!(p.scale_down_rate, 0.2);
+        assert_eq!(p.min_lifetime, 10.0);
+        assert_eq!(p.ewma_half_life, 5.0);
+        assert_eq!(p.ready_timeout, 30.0);
+        assert_eq!(p.fallback_after, 5);
+        assert_eq!(p.fallback, None);
+    }
+
+    #[test]
+    fn feed_forward_rate_over_measured_service_rate() {
+        let mut c = Controller::new(&queue(1, 20), ControlParams::default());
+        // 3 ready instances, saturated (40 waiting < target 50), completing 10/s in all:
+        // μ = 3.33/s each; 10 arrivals/s need exactly 3.
+        let p = c.propose(&obs(0.0, 3, 40.0, 10.0, 10.0));
+        assert!((c.service_rate() - 10.0 / 3.0).abs() < 1e-9);
+        assert!((p.raw - 3.0).abs() < 1e-9, "raw {}", p.raw);
+        assert_eq!(p.desired, 3);
+        assert!(p.clamps.is_empty(), "{:?}", p.clamps);
+    }
+
+    #[test]
+    fn backlog_above_target_is_drained_within_drain_time() {
+        let mut c = Controller::new(&queue(1, 20), ControlParams::default());
+        // 150 waiting, target 50: 100 extra over 10 s = 10/s on top of 10/s arriving;
+        // μ = 2/s each from 4 ready completing 8/s.
+        let p = c.propose(&obs(0.0, 4, 150.0, 10.0, 8.0));
+        assert!((p.raw - 10.0).abs() < 1e-9, "raw {}", p.raw);
+        // Step limit: at most 4 more than the current 4.
+        assert_eq!(p.desired, 8);
+        assert_eq!(kinds(&p), ["step"]);
+        assert_eq!((p.clamps[0].from, p.clamps[0].to), (10, 8));
+    }
+
+    #[test]
+    fn initial_service_rate_until_measured() {
+        let params = ControlParams {
+            initial_service_rate: 2.0,
+            ..ControlParams::default()
+        };
+        let mut c = Controller::new(&queue(0, 20), params);
+        let mut o = obs(0.0, 0, 0.0, 6.0, 0.0);
+        o.completion_rate = None;
+        let p = c.propose(&o);
+        assert_eq!(c.service_rate(), 2.0);
+        assert!((p.raw - 3.0).abs() < 1e-9);
+        assert_eq!(p.desired, 3);
+    }
+
+    #[test]
+    fn idle_instances_do_not_lower_the_service_rate() {
+        let mut c = Controller::new(&queue(1, 20), ControlParams::default());
+        c.propose(&obs(0.0, 2, 10.0, 6.0, 6.0)); // saturated: μ = 3
+        assert!((c.service_rate() - 3.0).abs() < 1e-9);
+        // 10 idle instances complete the 6/s that arrive: 0.6 each is throughput, not
+        // capacity. The estimate must stay 3, and the law must ask for 2, not 10.
+        let mut idle = obs(1.0, 10, 0.0, 6.0, 6.0);
+        idle.in_service = 0.0;
+        let p = c.propose(&idle);
+        assert!((c.service_rate() - 3.0).abs() < 1e-9);
+        assert!((p.raw - 2.0).abs() < 0.01, "raw {}", p.raw);
+        // A higher idle sample is a valid lower bound and raises it.
+        let mut fast = obs(2.0, 1, 0.0, 4.0, 4.0);
+        fast.in_service = 0.5;
+        c.propose(&fast);
+        assert!(c.service_rate() > 3.0);
+    }
+
+    #[test]
+    fn ewma_uses_half_life_not_ticks() {
+        // λ jumps from 0 to 10 at t=0+. After one half-life the estimate is half way,
+        // whether the controller is asked every 0.1 s or every 1 s.
+        let mut fine = Controller::new(&queue(1, 50), ControlParams::default());
+        let mut coarse = Controller::new(&queue(1, 50), ControlParams::default());
+        fine.propose(&obs(0.0, 1, 0.0, 0.0, 0.0));
+        coarse.propose(&obs(0.0, 1, 0.0, 0.0, 0.0));
+        for k in 1..=50 {
+            fine.propose(&obs(k as f64 * 0.1, 1, 0.0, 10.0, 0.0));
+        }
+        for k in 1..=5 {
+            coarse.propose(&obs(k as f64, 1, 0.0, 10.0, 0.0));
+        }
+        let (f, c) = (fine.arrival_rate().unwrap(), coarse.arrival_rate().unwrap());
+        assert!((f - 5.0).abs() < 1e-9, "fine {f}");
+        assert!((c - 5.0).abs() < 1e-9, "coarse {c}");
+    }
+
+    #[test]
+    fn tolerance_band_holds_the_current_count() {
+        let mut c = Controller::new(&queue(1, 20), ControlParams::default());
+        // μ = 3, λ = 9.6 -> raw 3.2 with 3 running: within 10%.
+        let p = c.propose(&obs(0.0, 3, 10.0, 9.6, 9.0));
+        assert!((p.raw - 3.2).abs() < 1e-9);
+        assert_eq!(p.desired, 3);
+        assert_eq!(kinds(&p), ["tolerance"]);
+        assert_eq!((p.clamps[0].from, p.clamps[0].to), (4, 3));
+    }
+
+    #[test]
+    fn scale_down_waits_for_the_stabilization_window() {
+        let params = ControlParams {
+            ewma_half_life: 0.0,
+            ..ControlParams::default()
+        };
+        let mut c = Controller::new(&queue(1, 20), params);
+        let p = c.propose(&obs(0.0, 6, 10.0, 18.0, 18.0)); // μ 3, wants 6
+        assert_eq!(p.desired, 6);
+        c.applied(0.0, 6);
+        // Demand drops to 3 instances' worth: held at 6 for the whole window.
+        for t in [1.0, 30.0, 59.0] {
+            let p = c.propose(&obs(t, 6, 10.0, 9.0, 18.0));
+            assert_eq!(p.desired, 6, "t={t}");
+            assert_eq!(kinds(&p), ["stabilization"], "t={t}");
+            c.applied(t, 6);
+        }
+        // After the window the recommendation of 6 has expired; it goes down.
+        let p = c.propose(&obs(61.0, 6, 10.0, 9.0, 18.0));
+        assert_eq!(p.desired, 3, "{:?}", p.clamps);
+    }
+
+    #[test]
+    fn scale_down_rate_limits_removals() {
+        let params = ControlParams {
+            ewma_half_life: 0.0,
+            scale_down_window: 0.0,
+            ..ControlParams::default()
+        };
+        let mut c = Controller::new(&queue(1, 20), params);
+        // 10 adopted instances (old), demand for 1.
+        let p = c.propose(&obs(0.0, 10, 0.0, 1.0, 10.0));
+        // Full budget is max_step_up = 4.
+        assert_eq!(p.desired, 6);
+        assert_eq!(kinds(&p), ["rate"]);
+        c.applied(0.0, 6);
+        // The budget is empty; it refills at 0.2 per second: one more after 5 s.
+        let p = c.propose(&obs(1.0, 6, 0.0, 1.0, 10.0));
+        assert_eq!(p.desired, 6);
+        let p = c.propose(&obs(5.0, 6, 0.0, 1.0, 10.0));
+        assert_eq!(p.desired, 5);
+        c.applied(5.0, 5);
+        let p = c.propose(&obs(6.0, 5, 0.0, 1.0, 10.0));
+        assert_eq!(p.desired, 5);
+    }
+
+    #[test]
+    fn young_instances_are_not_stopped() {
+        let params = ControlParams {
+            ewma_half_life: 0.0,
+            scale_down_window: 0.0,
+            scale_down_rate: 100.0,
+            max_step_up: 10,
+            ..ControlParams::default()
+        };
+        let mut c = Controller::new(&queue(1, 20), params);
+        let p = c.propose(&obs(0.0, 2, 10.0, 18.0, 6.0)); // μ 3, wants 6
+        assert_eq!(p.desired, 6);
+        c.applied(0.0, 6);
+        // At t=5 demand is gone: the 2 adopted ones may go, the 4 new ones may not.
+        let p = c.propose(&obs(5.0, 6, 0.0, 0.0, 0.0));
+        assert_eq!(p.desired, 4);
+        assert_eq!(kinds(&p), ["lifetime"]);
+        c.applied(5.0, 4);
+        // At t=10 they are 10 s old.
+        let p = c.propose(&obs(10.0, 4, 0.0, 0.0, 0.0));
+        assert_eq!(p.desired, 1);
+    }
+
+    #[test]
+    fn min_and_max_of_the_spec() {
+        let mut c = Controller::new(&queue(2, 5), ControlParams::default());
+        let p = c.propose(&obs(0.0, 2, 0.0, 0.0, 0.0));
+        assert_eq!(p.desired, 2);
+        assert_eq!(kinds(&p), ["min"]);
+        let mut c = Controller::new(&queue(2, 5), ControlParams::default());
+        let p = c.propose(&obs(0.0, 4, 10.0, 100.0, 12.0));
+        assert_eq!(p.desired, 5);
+        assert_eq!(kinds(&p), ["step", "max"]);
+    }
+
+    #[test]
+    fn stale_metric_holds_then_falls_back() {
+        let params = ControlParams {
+            fallback_after: 3,
+            fallback: Some(4),
+            ..ControlParams::default()
+        };
+        let mut c = Controller::new(&queue(1, 20), params);
+        let stale = |now| Observation {
+            now,
+            ready: 2,
+            fresh: false,
+            ..Observation::default()
+        };
+        for t in [0.0, 1.0] {
+            let p = c.propose(&stale(t));
+            assert_eq!(p.desired, 2, "stale means hold, never zero");
+            assert_eq!(kinds(&p), ["stale_hold"]);
+        }
+        let p = c.propose(&stale(2.0));
+        assert_eq!(p.desired, 4);
+        assert_eq!(kinds(&p), ["fallback"]);
+        // A fresh read resets the count.
+        c.propose(&obs(3.0, 2, 10.0, 6.0, 6.0));
+        let p = c.propose(&stale(4.0));
+        assert_eq!(kinds(&p), ["stale_hold"]);
+
+        // Without a fallback it keeps holding.
+        let mut c = Controller::new(&queue(1, 20), ControlParams::default());
+        for t in 0..20 {
+            let p = c.propose(&stale(t as f64));
+            assert_eq!(p.desired, 2);
+        }
+    }
+
+    #[test]
+    fn starts_that_never_become_ready_are_replaced() {
+        let params = ControlParams {
+            ewma_half_life: 0.0,
+            ..ControlParams::default()
+        };
+        let mut c = Controller::new(&queue(1, 20), params);
+        let mut o = obs(0.0, 2, 10.0, 12.0, 6.0); // μ 3, wants 4
+        let p = c.propose(&o);
+        assert_eq!(p.desired, 4);
+        c.applied(0.0, 4);
+        // Two starts stay "starting" forever. Before the timeout they count as capacity.
+        o.starting = 2;
+        o.completion_rate = None;
+        for t in [1.0, 15.0, 29.0] {
+            o.now = t;
+            let p = c.propose(&o);
+            assert_eq!(p.desired, 4, "t={t}");
+            assert!(p.clamps.is_empty(), "{:?}", p.clamps);
+        }
+        // After 30 s they do not: two more are asked for.
+        o.now = 31.0;
+        let p = c.propose(&o);
+        assert_eq!(p.desired, 6, "{:?}", p.clamps);
+        assert_eq!(kinds(&p), ["ready_timeout"]);
+    }
+
+    #[test]
+    fn in_flight_uses_littles_law() {
+        let s = spec(MetricKind::InFlight, 5.0, 1, 20);
+        let mut c = Controller::new(&s, ControlParams::default());
+        // 100 req/s, 10 in flight, 100 completions/s: W = 0.1 s, L = 10 -> 2 instances.
+        let o = Observation {
+            now: 0.0,
+            backlog: 10.0,
+            in_service: 10.0,
+            arrival_rate: Some(100.0),
+            completion_rate: Some(100.0),
+            ready: 1,
+            starting: 0,
+            stopping: 0,
+            fresh: true,
+        };
+        let p = c.propose(&o);
+        assert!((p.raw - 2.0).abs() < 1e-9, "raw {}", p.raw);
+        assert_eq!(p.desired, 2);
+        // A surge in flight acts at once even before rates move.
+        let surge = Observation {
+            now: 0.5,
+            backlog: 40.0,
+            ..o
+        };
+        let p = c.propose(&surge);
+        assert!(p.raw >= 8.0, "raw {}", p.raw);
+        assert_eq!(p.desired, 5, "step-limited from 1");
+    }
+
+    #[test]
+    fn backlog_without_measured_rates_still_gets_an_instance() {
+        let mut c = Controller::new(&queue(0, 5), ControlParams::default());
+        let o = Observation {
+            now: 0.0,
+            backlog: 3.0,
+            fresh: true,
+            ..Observation::default()
+        };
+        let p = c.propose(&o);
+        assert_eq!(p.desired, 1);
+    }
+}
