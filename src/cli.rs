@@ -35,13 +35,20 @@ pub enum Command {
         #[arg(long)]
         json: bool,
     },
-    /// Run everything on this machine: the web service, a worker and the scheduler, on the
-    /// embedded store (or the configured PostgreSQL and Redis).
+    /// Run everything on this machine: the microscaler starts and stops `web` and `worker`
+    /// child processes within MICROBADGER_CAPACITY, plus the hourly scheduler, on the
+    /// embedded store (or the configured PostgreSQL and Redis). SIGTERM or Ctrl-C stops the
+    /// children (drain, then kill after the grace period) and exits.
     Up,
     /// Serve pages, badges, the JSON API and webhooks on MICROBADGER_LISTEN.
     Web,
     /// Take inspection jobs off the queue until stopped (SIGTERM: finish, then release).
     Worker,
+    /// The microscaler and the scheduler without running any instance: a dry run that
+    /// decides and records decisions (/v1/scaler, /scaler) as if every granted instance
+    /// were running. For deployments where an orchestrator runs the instances; no remote
+    /// orchestrator backend (Docker, Kubernetes) exists yet.
+    Scaler,
     /// Queue every known repository once per refresh period (one active scheduler at a time).
     Scheduler,
     /// Create or update the store's tables.
@@ -130,46 +137,20 @@ pub async fn run(cli: Cli) -> u8 {
             platform,
             json,
         } => inspect_command(&config, &image, &platform, json).await,
-        Command::Up => {
-            with_app(config, |app| async move {
-                let listener = match bind(&app) {
-                    Ok(l) => l,
-                    Err(code) => return code,
-                };
-                eprintln!(
-                    "microbadger: serving {} (store {}); Ctrl-C stops",
-                    app.config.web.public_url,
-                    redact_url(&app.config.store.database_url)
-                );
-                let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
-                let stopped = |mut rx: tokio::sync::watch::Receiver<bool>| async move {
-                    let _ = rx.wait_for(|s| *s).await;
-                };
-                let scheduler = tokio::spawn(app.scheduler().run(stopped(stop_rx.clone())));
-                let worker = tokio::spawn(app.worker().run(stopped(stop_rx.clone())));
-                let state = crate::web::AppState::new(&app);
-                let web = tokio::spawn(crate::web::serve(listener, state, stopped(stop_rx)));
-                crate::app::shutdown_signal().await;
-                let _ = stop_tx.send(true);
-                let (_, _, served) = tokio::join!(scheduler, worker, web);
-                match served {
-                    Ok(Ok(())) => exit::OK,
-                    other => {
-                        eprintln!("microbadger: web service stopped with an error: {other:?}");
-                        exit::FAILED
-                    }
-                }
-            })
-            .await
-        }
+        Command::Up => with_app(config, |app| async move { supervise(app, true).await }).await,
+        Command::Scaler => with_app(config, |app| async move { supervise(app, false).await }).await,
         Command::Web => {
             with_app(config, |app| async move {
                 let listener = match bind(&app) {
                     Ok(l) => l,
                     Err(code) => return code,
                 };
+                let supervisor = app.config.scaler.supervisor_pid;
                 let state = crate::web::AppState::new(&app);
-                match crate::web::serve(listener, state, crate::app::shutdown_signal()).await {
+                if supervisor.is_some() {
+                    crate::scaler::orchestrator::announce_ready();
+                }
+                match crate::web::serve(listener, state, stop_requested(supervisor)).await {
                     Ok(()) => exit::OK,
                     Err(e) => {
                         eprintln!("microbadger: {e}");
@@ -181,7 +162,11 @@ pub async fn run(cli: Cli) -> u8 {
         }
         Command::Worker => {
             with_app(config, |app| async move {
-                app.worker().run(crate::app::shutdown_signal()).await;
+                let supervisor = app.config.scaler.supervisor_pid;
+                if supervisor.is_some() {
+                    crate::scaler::orchestrator::announce_ready();
+                }
+                app.worker().run(stop_requested(supervisor)).await;
                 exit::OK
             })
             .await
@@ -241,6 +226,90 @@ pub async fn run(cli: Cli) -> u8 {
         }
         Command::Webhook { action } => webhook_command(&config, action).await,
     }
+}
+
+/// Resolves on SIGTERM or Ctrl-C, or (in a child of `up`) when the supervisor is gone.
+async fn stop_requested(supervisor: Option<u32>) {
+    match supervisor {
+        Some(pid) => {
+            tokio::select! {
+                _ = crate::app::shutdown_signal() => {}
+                _ = crate::scaler::orchestrator::parent_gone(pid) => {}
+            }
+        }
+        None => crate::app::shutdown_signal().await,
+    }
+}
+
+/// `up` (local child processes) and `scaler` (dry run): the microscaler and the scheduler
+/// until SIGTERM or Ctrl-C.
+async fn supervise(app: crate::app::App, local: bool) -> u8 {
+    use crate::scaler::orchestrator::{DryRun, LocalOptions, LocalProcesses, Orchestrator};
+    use crate::scaler::services::Services;
+    use crate::scaler::supervisor::{Supervisor, control_params};
+    use std::sync::Arc;
+
+    if local
+        && app
+            .config
+            .web
+            .listen
+            .parse::<std::net::SocketAddr>()
+            .is_err()
+    {
+        eprintln!(
+            "microbadger: MICROBADGER_LISTEN: expected host:port, got {:?}",
+            app.config.web.listen
+        );
+        return exit::BAD_INPUT;
+    }
+    let mut services = match Services::load(&app.config, |k| std::env::var_os(k).is_some()) {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("microbadger: scaler configuration: {e}");
+            return exit::BAD_INPUT;
+        }
+    };
+    services.resolve_priorities(&app.registry).await;
+    let orchestrator: Arc<dyn Orchestrator> = if local {
+        let params = control_params(&services.control);
+        Arc::new(LocalProcesses::new(
+            &services.specs(),
+            LocalOptions {
+                stop_grace: services.stop_grace,
+                ready_timeout: std::time::Duration::from_secs_f64(params.ready_timeout.max(0.1)),
+                ..LocalOptions::default()
+            },
+        ))
+    } else {
+        Arc::new(DryRun::default())
+    };
+    if local {
+        eprintln!(
+            "microbadger: serving {} (store {}, capacity {}); Ctrl-C stops",
+            app.config.web.public_url,
+            redact_url(&app.config.store.database_url),
+            services.capacity
+        );
+    } else {
+        eprintln!(
+            "microbadger: scaler dry run (store {}, capacity {}): decisions are recorded, no \
+             instance is started; Ctrl-C stops",
+            redact_url(&app.config.store.database_url),
+            services.capacity
+        );
+    }
+    let (stop_tx, mut stop_rx) = tokio::sync::watch::channel(false);
+    let scheduler = tokio::spawn(app.scheduler().run(async move {
+        let _ = stop_rx.wait_for(|s| *s).await;
+    }));
+    let mut demand = crate::scaler::demand::DemandReader::new(app.store.clone(), app.queue.clone());
+    Supervisor::new(services, orchestrator, app.store.clone())
+        .run(&mut demand, crate::app::shutdown_signal())
+        .await;
+    let _ = stop_tx.send(true);
+    let _ = scheduler.await;
+    exit::OK
 }
 
 /// `microbadger webhook create|list|revoke`: needs only the store.

@@ -138,11 +138,6 @@ pub const VARIABLES: &[(&str, &str, &str)] = &[
         "Set by `up` on the processes it starts: a child reports readiness on stdout and exits when its parent is no longer this pid.",
     ),
     (
-        "MICROBADGER_INSTANCE",
-        "",
-        "This process's instance name in published load figures; `up` sets it (`web-3`); empty means host:pid.",
-    ),
-    (
         "MICROBADGER_LOG",
         "warn",
         "Log filter in tracing's env-filter syntax (e.g. `info,microbadger=debug`); logs go to stderr.",
@@ -170,8 +165,6 @@ pub struct ScalerConfig {
     pub config_file: Option<PathBuf>,
     /// Set in a supervised child: the supervisor's pid.
     pub supervisor_pid: Option<u32>,
-    /// This process's instance name (empty: host:pid).
-    pub instance: Option<String>,
 }
 
 /// The web service.
@@ -303,7 +296,6 @@ impl Config {
                     reason: format!("expected a process id, got {raw:?}"),
                 })?),
             },
-            instance: optional("MICROBADGER_INSTANCE"),
         };
         Ok(Config {
             store,
