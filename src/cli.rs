@@ -60,6 +60,32 @@ pub enum Command {
     },
     /// List every MICROBADGER_* environment variable with its default.
     Env,
+    /// Run the microscaler in a deterministic simulation (web and worker on one capacity)
+    /// and print what happened: time over target, waits, scaling actions, instance-seconds.
+    Simulate {
+        /// A built-in scenario: step, ramp, spike, diurnal, bursty, hot-bunking (or all).
+        #[arg(long, required_unless_present = "trace", conflicts_with = "trace")]
+        scenario: Option<String>,
+        /// Arrival rates from a CSV file: header `second,arrivals` (the worker's queue) or
+        /// `second,web_arrivals,worker_arrivals`.
+        #[arg(long, value_name = "FILE.csv")]
+        trace: Option<std::path::PathBuf>,
+        /// ours, hpa, keda, microscaling (or all).
+        #[arg(long, default_value = "ours")]
+        policy: String,
+        /// Print one JSON object instead of the table.
+        #[arg(long)]
+        json: bool,
+        /// Also draw queue and instances over time to this SVG file.
+        #[arg(long, value_name = "OUT")]
+        svg: Option<std::path::PathBuf>,
+        /// Seconds from starting an instance to it being ready.
+        #[arg(long, value_name = "SECONDS", default_value_t = 1.0)]
+        start_delay: f64,
+        /// Seed of the simulation's random numbers (same seed, same result).
+        #[arg(long, default_value_t = 1)]
+        seed: u64,
+    },
     /// Create, list or revoke webhook tokens. A new token's URL is shown once: only a hash
     /// of the token is stored.
     Webhook {
@@ -225,6 +251,39 @@ pub async fn run(cli: Cli) -> u8 {
             exit::OK
         }
         Command::Webhook { action } => webhook_command(&config, action).await,
+        Command::Simulate {
+            scenario,
+            trace,
+            policy,
+            json,
+            svg,
+            start_delay,
+            seed,
+        } => {
+            let options = crate::scaler::simulate::Options {
+                scenario,
+                trace,
+                policy,
+                json,
+                svg,
+                start_delay,
+                seed,
+            };
+            match crate::scaler::simulate::command(&options) {
+                Ok(out) => {
+                    println!("{out}");
+                    exit::OK
+                }
+                Err(e) => {
+                    eprintln!("microbadger: simulate: {}", e.message);
+                    if e.bad_input {
+                        exit::BAD_INPUT
+                    } else {
+                        exit::FAILED
+                    }
+                }
+            }
+        }
     }
 }
 
