@@ -688,19 +688,25 @@ pub async fn image(
     req: Request,
 ) -> Result<Response, WebError> {
     let client = client_ip(&req);
+    // A document asked for by its path alone is also filed under that path, for the
+    // middleware's fast path (the same path always names the same document).
+    let alias = match req.uri().query() {
+        None => Some(req.uri().path()),
+        Some(_) => None,
+    };
     if let Some((image, digest)) = split_version_path(&rest) {
         let r = lookup::parse_image_path(image)?;
-        return version(&state, r, digest, client).await;
+        return version(&state, r, digest, client, alias).await;
     }
     let r = lookup::parse_image_path(&rest)?;
     if let Some(digest) = r.digest().map(str::to_string) {
         let plain =
             ImageRef::parse(&r.full_name()).map_err(|e| WebError::BadName(e.to_string()))?;
-        return version(&state, plain, &digest, client).await;
+        return version(&state, plain, &digest, client, alias).await;
     }
     let key = format!("v1:image:{}:{}", r.full_name(), r.tag().unwrap_or(""));
     if let Some(hit) = state.cache.get(&key) {
-        return Ok(json_body(StatusCode::OK, hit.body, CachePolicy::SHORT));
+        return Ok(hit.response());
     }
     let view = match lookup::lookup(&state, &r, client).await? {
         Lookup::Ready(view) => view,
@@ -717,16 +723,15 @@ pub async fn image(
             .filter(|d| *d != view.version.digest),
     )
     .await?;
-    let body = serialize(&image_doc(&view, &others, state.public_url()))?;
-    state.cache.insert(
-        key,
-        view.cache_repository(),
-        Cached {
-            body: body.clone(),
-            content_type: JSON,
-        },
+    let rendered = Cached::new(
+        serialize(&image_doc(&view, &others, state.public_url()))?,
+        JSON,
     );
-    Ok(json_body(StatusCode::OK, body, CachePolicy::SHORT))
+    let resp = rendered.response();
+    state
+        .cache
+        .insert_with_alias(key, alias, view.cache_repository(), rendered);
+    Ok(resp)
 }
 
 /// The stored versions of these digests (each once), a few at a time.
@@ -756,6 +761,7 @@ async fn version(
     r: ImageRef,
     digest: &str,
     client: Option<IpAddr>,
+    alias: Option<&str>,
 ) -> Result<Response, WebError> {
     if r.tag().is_some() || r.digest().is_some() {
         return Err(WebError::BadName(
@@ -765,7 +771,7 @@ async fn version(
     crate::reference::validate_digest(digest).map_err(|e| WebError::BadName(e.to_string()))?;
     let key = format!("v1:version:{}@{digest}", r.full_name());
     if let Some(hit) = state.cache.get(&key) {
-        return Ok(json_body(StatusCode::OK, hit.body, CachePolicy::SHORT));
+        return Ok(hit.response());
     }
     let view = match lookup::lookup(state, &r, client).await? {
         Lookup::Ready(view) => view,
@@ -787,16 +793,15 @@ async fn version(
             WebError::internal(format!("a tag points at unknown version {digest}"))
         })?
     };
-    let body = serialize(&version_doc(&view, &record, state.public_url()))?;
-    state.cache.insert(
-        key,
-        view.cache_repository(),
-        Cached {
-            body: body.clone(),
-            content_type: JSON,
-        },
+    let rendered = Cached::new(
+        serialize(&version_doc(&view, &record, state.public_url()))?,
+        JSON,
     );
-    Ok(json_body(StatusCode::OK, body, CachePolicy::SHORT))
+    let resp = rendered.response();
+    state
+        .cache
+        .insert_with_alias(key, alias, view.cache_repository(), rendered);
+    Ok(resp)
 }
 
 /// The query string's parameters (later duplicates win).

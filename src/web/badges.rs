@@ -8,11 +8,13 @@
 //! Answers, all `image/svg+xml`:
 //! - a known image: its badge, 200, [`CachePolicy::SHORT`]; rendered once and then served
 //!   from the [`RenderCache`](super::cache::RenderCache) (keyed by path and query, dropped when
-//!   the repository changes), so a README hit is a map lookup and a `Bytes` clone;
+//!   the repository changes, `ETag` computed once), so a README hit is found by the
+//!   middleware's fast path before routing reaches this handler: a map lookup and a `Bytes`
+//!   clone;
 //! - an unknown image: 200 "inspecting" (queued URGENT by [`lookup`]), never cached;
 //! - no such image or tag: 200 "not found";
 //! - a bad kind, style, colour or image name: 400, drawn as an error badge by
-//!   [`super::error::render_errors`].
+//!   [`super::error::render`].
 
 use std::net::SocketAddr;
 
@@ -41,8 +43,10 @@ pub async fn badge(
 ) -> Result<Response, WebError> {
     let key = uri.path_and_query().map_or(uri.path(), |pq| pq.as_str());
     // Only rendered badges of known images are cached, so a hit was a valid request.
+    // (The middleware's fast path finds a hit under the same key before this handler runs;
+    // this lookup catches one rendered meanwhile.)
     if let Some(hit) = state.cache.get(key) {
-        return Ok(svg_response(hit.body, CachePolicy::SHORT));
+        return Ok(hit.response());
     }
 
     // Split the raw path so a label key may hold an encoded `/`; the decoded capture is only a
@@ -70,16 +74,12 @@ pub async fn badge(
                 tags: &view.tags,
             };
             let text = badge::badge_for(&path.kind, &subject);
-            let body = Bytes::from(badge::render(&text, &opts));
-            state.cache.insert(
-                key.to_owned(),
-                view.cache_repository(),
-                Cached {
-                    body: body.clone(),
-                    content_type: SVG_CONTENT_TYPE,
-                },
-            );
-            Ok(svg_response(body, CachePolicy::SHORT))
+            let rendered = Cached::new(badge::render(&text, &opts), SVG_CONTENT_TYPE);
+            let resp = rendered.response();
+            state
+                .cache
+                .insert(key.to_owned(), view.cache_repository(), rendered);
+            Ok(resp)
         }
         Lookup::Inspecting(_) => {
             let svg = badge::render(&BadgeText::inspecting(&path.kind), &opts);

@@ -1,13 +1,11 @@
 //! The web tier's one error type. Handlers return `Result<_, WebError>`; the status code for
 //! each variant is decided in one `match` ([`WebError::status`]); the body is rendered by
-//! [`render_errors`] in the form the client expects: a JSON envelope under `/v1/` and
+//! [`render`] in the form the client expects: a JSON envelope under `/v1/` and
 //! `/hooks/`, an SVG badge under `/badges/`, an HTML page elsewhere. Internal errors are logged
 //! with their details and shown only as "internal error".
 
 use axum::body::Body;
-use axum::extract::Request;
 use axum::http::{HeaderValue, StatusCode, header};
-use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 
 #[derive(Debug, thiserror::Error)]
@@ -82,7 +80,7 @@ impl From<crate::queue::QueueError> for WebError {
     }
 }
 
-/// What [`render_errors`] needs to render an error body.
+/// What [`render`] needs to render an error body.
 #[derive(Debug, Clone)]
 pub struct ErrorInfo {
     pub status: StatusCode,
@@ -106,31 +104,52 @@ impl IntoResponse for WebError {
     }
 }
 
-/// Render error bodies in the form the route's clients expect.
-pub async fn render_errors(req: Request, next: Next) -> Response {
-    let path = req.uri().path().to_string();
-    // Machines call /v1/, /hooks/ and every POST (old webhook paths too): they get JSON.
-    let json = path.starts_with("/v1/")
-        || path.starts_with("/hooks/")
-        || req.method() == axum::http::Method::POST;
-    let resp = next.run(req).await;
+/// The form an error body takes, decided from the request before it is handed on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ErrorForm {
+    /// `/v1/`, `/hooks/` and every POST (old webhook paths too): machines, a JSON envelope.
+    Json,
+    /// `/badges/`: an error badge, so a broken README image still says why.
+    Svg,
+    /// Everything else: an HTML page.
+    Html,
+}
+
+impl ErrorForm {
+    pub fn of(method: &axum::http::Method, path: &str) -> ErrorForm {
+        if path.starts_with("/v1/")
+            || path.starts_with("/hooks/")
+            || method == axum::http::Method::POST
+        {
+            ErrorForm::Json
+        } else if path.starts_with("/badges/") {
+            ErrorForm::Svg
+        } else {
+            ErrorForm::Html
+        }
+    }
+}
+
+/// Render an error response's body in the form the route's clients expect (called by the one
+/// middleware for every response; anything but a [`WebError`] passes untouched).
+pub fn render(form: ErrorForm, resp: Response) -> Response {
     let Some(info) = resp.extensions().get::<ErrorInfo>().cloned() else {
         return resp;
     };
     let (mut parts, _) = resp.into_parts();
-    let (content_type, body) = if json {
-        (
+    let (content_type, body) = match form {
+        ErrorForm::Json => (
             "application/json",
             serde_json::json!({"error": {"code": info.code, "message": info.message}}).to_string(),
-        )
-    } else if path.starts_with("/badges/") {
-        let svg = crate::badge::error_badge(&info.message);
-        ("image/svg+xml;charset=utf-8", svg)
-    } else {
-        (
+        ),
+        ErrorForm::Svg => (
+            "image/svg+xml;charset=utf-8",
+            crate::badge::error_badge(&info.message),
+        ),
+        ErrorForm::Html => (
             "text/html; charset=utf-8",
             super::pages::error_page(info.status, &info.message),
-        )
+        ),
     };
     parts
         .headers

@@ -1,12 +1,16 @@
 //! Prometheus metrics (`/metrics`) and the request log: one event per request with route,
 //! status and duration, and the same labels on the counters.
+//!
+//! [`Metrics::start`] and [`Metrics::finish`] run on every request (called by the one
+//! middleware in [`super::middleware`]), so they copy nothing they do not need: labels are the
+//! router's `MatchedPath` and `&'static str`s, and the log event's fields are taken only when
+//! the log is on.
 
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::time::Instant;
 
 use axum::extract::{ConnectInfo, MatchedPath, Request, State};
-use axum::http::{HeaderValue, header};
-use axum::middleware::Next;
+use axum::http::{HeaderValue, Method, StatusCode, Uri, header};
 use axum::response::{IntoResponse, Response};
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
@@ -17,16 +21,72 @@ use prometheus_client::registry::Registry;
 
 use super::AppState;
 
+/// A route label: the matched route pattern (`/badges/{*rest}`), never the requested path, so
+/// the label set is fixed by the router and user input cannot grow it. Holding the router's own
+/// `MatchedPath` makes a label a reference-count increment, not a copy.
+#[derive(Clone, Debug)]
+pub struct Route(Option<MatchedPath>);
+
+impl Route {
+    pub fn of(req: &Request) -> Route {
+        Route(req.extensions().get::<MatchedPath>().cloned())
+    }
+
+    pub fn as_str(&self) -> &str {
+        self.0.as_ref().map_or("unmatched", |p| p.as_str())
+    }
+}
+
+impl PartialEq for Route {
+    fn eq(&self, other: &Route) -> bool {
+        self.as_str() == other.as_str()
+    }
+}
+
+impl Eq for Route {}
+
+impl std::hash::Hash for Route {
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        self.as_str().hash(state)
+    }
+}
+
+impl prometheus_client::encoding::EncodeLabelValue for Route {
+    fn encode(
+        &self,
+        encoder: &mut prometheus_client::encoding::LabelValueEncoder,
+    ) -> Result<(), std::fmt::Error> {
+        prometheus_client::encoding::EncodeLabelValue::encode(&self.as_str(), encoder)
+    }
+}
+
+/// The method as a label: the standard ones by name, anything else as `other` (an arbitrary
+/// method name is user input and would grow the label set).
+pub fn method_label(method: &Method) -> &'static str {
+    match *method {
+        Method::GET => "GET",
+        Method::HEAD => "HEAD",
+        Method::POST => "POST",
+        Method::PUT => "PUT",
+        Method::DELETE => "DELETE",
+        Method::OPTIONS => "OPTIONS",
+        Method::PATCH => "PATCH",
+        Method::CONNECT => "CONNECT",
+        Method::TRACE => "TRACE",
+        _ => "other",
+    }
+}
+
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct RequestLabels {
-    pub route: String,
-    pub method: String,
+    pub route: Route,
+    pub method: &'static str,
     pub status: u16,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct RouteLabels {
-    pub route: String,
+    pub route: Route,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -87,6 +147,7 @@ pub struct Metrics {
     registry: Registry,
     pub requests: Family<RequestLabels, Counter>,
     pub latency: Family<RouteLabels, Histogram, fn() -> Histogram>,
+    /// Set from [`Load`] when scraped (one counter per request instead of two).
     pub in_flight: Gauge,
     cache_hits: Gauge,
     cache_misses: Gauge,
@@ -171,48 +232,60 @@ impl Default for Metrics {
     }
 }
 
-/// Record each request's metrics and write one log event for it.
-pub async fn observe(State(state): State<AppState>, req: Request, next: Next) -> Response {
-    let started = Instant::now();
-    let route = req
-        .extensions()
-        .get::<MatchedPath>()
-        .map(|p| p.as_str().to_string())
-        .unwrap_or_else(|| "unmatched".into());
-    let method = req.method().to_string();
-    let client = req
-        .extensions()
-        .get::<ConnectInfo<SocketAddr>>()
-        .map(|c| c.0.ip().to_string())
-        .unwrap_or_default();
-    // Webhook tokens are secrets: they never reach the log.
-    let path = super::hooks::loggable_path(req.method(), req.uri().path()).into_owned();
-    state.metrics.in_flight.inc();
-    state.metrics.load.started();
-    let resp = next.run(req).await;
-    state.metrics.in_flight.dec();
-    let status = resp.status().as_u16();
-    let elapsed = started.elapsed();
-    state.metrics.load.finished(elapsed);
-    state
-        .metrics
-        .requests
-        .get_or_create(&RequestLabels {
-            route: route.clone(),
-            method: method.clone(),
-            status,
-        })
-        .inc();
-    state
-        .metrics
-        .latency
-        .get_or_create(&RouteLabels {
-            route: route.clone(),
-        })
-        .observe(elapsed.as_secs_f64());
-    // The path is logged escaped: it is user input.
-    tracing::info!(%method, %route, path = %path.escape_debug(), status, ms = elapsed.as_secs_f64() * 1000.0, %client, "request");
-    resp
+/// What [`Metrics::finish`] needs from the request, taken before it is handed on.
+pub struct RequestStart {
+    started: Instant,
+    route: Route,
+    method: &'static str,
+    /// Only when the request log is on (`MICROBADGER_LOG=info`): the method, path and client
+    /// for the log event. With the log off nothing is copied for it.
+    log: Option<(Method, Uri, Option<IpAddr>)>,
+}
+
+impl Metrics {
+    /// A request arrives: count it in flight, note its route and method.
+    pub fn start(&self, req: &Request) -> RequestStart {
+        let started = Instant::now();
+        self.load.started();
+        let log = tracing::enabled!(tracing::Level::INFO).then(|| {
+            let client = req
+                .extensions()
+                .get::<ConnectInfo<SocketAddr>>()
+                .map(|c| c.0.ip());
+            (req.method().clone(), req.uri().clone(), client)
+        });
+        RequestStart {
+            started,
+            route: Route::of(req),
+            method: method_label(req.method()),
+            log,
+        }
+    }
+
+    /// The response is ready: record its metrics and write the request's one log event.
+    pub fn finish(&self, start: RequestStart, status: StatusCode) {
+        let elapsed = start.started.elapsed();
+        self.load.finished(elapsed);
+        let status = status.as_u16();
+        if let Some((method, uri, client)) = &start.log {
+            // Webhook tokens are secrets: they never reach the log. The path is logged
+            // escaped: it is user input.
+            let path = super::hooks::loggable_path(method, uri.path());
+            let client = client.map(|c| c.to_string()).unwrap_or_default();
+            let route = start.route.as_str();
+            tracing::info!(%method, %route, path = %path.escape_debug(), status, ms = elapsed.as_secs_f64() * 1000.0, %client, "request");
+        }
+        self.requests
+            .get_or_create(&RequestLabels {
+                route: start.route.clone(),
+                method: start.method,
+                status,
+            })
+            .inc();
+        self.latency
+            .get_or_create(&RouteLabels { route: start.route })
+            .observe(elapsed.as_secs_f64());
+    }
 }
 
 /// `GET /metrics`: Prometheus text format.
@@ -222,6 +295,7 @@ pub async fn scrape(State(state): State<AppState>) -> Response {
     m.cache_hits.set(hits as i64);
     m.cache_misses.set(misses as i64);
     m.cache_entries.set(state.cache.len() as i64);
+    m.in_flight.set(m.load.snapshot().in_flight as i64);
     match state.queue.stats().await {
         Ok(stats) => {
             for (priority, depth) in &stats.depth {

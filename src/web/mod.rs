@@ -32,12 +32,9 @@ use std::time::Duration;
 
 use axum::Router;
 use axum::extract::{DefaultBodyLimit, State};
-use axum::http::{HeaderName, HeaderValue, StatusCode, header};
+use axum::http::{HeaderName, HeaderValue, Method, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
-use tower_http::cors::{Any, CorsLayer};
-use tower_http::set_header::SetResponseHeaderLayer;
-use tower_http::timeout::TimeoutLayer;
 
 use crate::config::Config;
 use crate::queue::Queue;
@@ -120,40 +117,110 @@ pub fn router(state: AppState) -> Router {
     middleware(routes, state.clone()).with_state(state)
 }
 
-/// The middleware stack, outermost last.
+/// The middleware stack, in one place and in one layer: metrics and the request log, the
+/// render-cache fast path, the timeout, error rendering, caching headers, CORS and the
+/// security headers ([`stack`]), then the body limit for the handlers' extractors.
+///
+/// One hand-ordered function instead of a layer per concern: axum boxes every
+/// `Router::layer` around every route and clones it per request, and a cached badge is
+/// served in a few microseconds, so eight layers cost more than the badge itself.
 fn middleware(routes: Router<AppState>, state: AppState) -> Router<AppState> {
-    let cors = CorsLayer::new()
-        .allow_origin(Any)
-        .allow_methods([axum::http::Method::GET, axum::http::Method::HEAD]);
-    routes
-        .layer(axum::middleware::from_fn(cache::cache_headers))
-        .layer(axum::middleware::from_fn(error::render_errors))
-        .layer(cors)
-        .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
-        .layer(SetResponseHeaderLayer::overriding(
-            header::CONTENT_SECURITY_POLICY,
-            HeaderValue::from_static(CSP),
-        ))
-        .layer(SetResponseHeaderLayer::overriding(
-            header::X_CONTENT_TYPE_OPTIONS,
-            HeaderValue::from_static("nosniff"),
-        ))
-        .layer(SetResponseHeaderLayer::overriding(
-            header::REFERRER_POLICY,
-            HeaderValue::from_static("strict-origin-when-cross-origin"),
-        ))
-        .layer(SetResponseHeaderLayer::overriding(
-            HeaderName::from_static("x-frame-options"),
-            HeaderValue::from_static("DENY"),
-        ))
-        .layer(TimeoutLayer::with_status_code(
-            StatusCode::SERVICE_UNAVAILABLE,
-            REQUEST_TIMEOUT,
-        ))
-        .layer(axum::middleware::from_fn_with_state(
-            state,
-            metrics::observe,
-        ))
+    let shared = Arc::new(Stack {
+        metrics: state.metrics.clone(),
+        cache: state.cache.clone(),
+    });
+    routes.layer(
+        tower::ServiceBuilder::new()
+            .layer(axum::middleware::from_fn_with_state(shared, stack))
+            .layer(DefaultBodyLimit::max(MAX_BODY_BYTES)),
+    )
+}
+
+/// What [`stack`] needs (not the whole [`AppState`], which would be cloned per request).
+struct Stack {
+    metrics: Arc<metrics::Metrics>,
+    cache: Arc<cache::RenderCache>,
+}
+
+/// Headers on every response, set over whatever the handler set.
+const SECURITY_HEADERS: [(HeaderName, &str); 4] = [
+    (header::CONTENT_SECURITY_POLICY, CSP),
+    (header::X_CONTENT_TYPE_OPTIONS, "nosniff"),
+    (header::REFERRER_POLICY, "strict-origin-when-cross-origin"),
+    (header::X_FRAME_OPTIONS, "DENY"),
+];
+
+/// CORS: any origin may read (GET and HEAD; nothing here uses cookies). `Vary` lists the
+/// preflight's request headers, as tower-http's `CorsLayer` does.
+const CORS_VARY: &str = "origin, access-control-request-method, access-control-request-headers";
+const CORS_METHODS: &str = "GET,HEAD";
+
+/// Every request, in order: count it and note its route; answer a CORS preflight; serve a
+/// render filed under the request path straight from memory (see
+/// [`cache::RenderCache::hit`]), else run the handler under [`REQUEST_TIMEOUT`]; render a
+/// [`WebError`] as JSON, SVG or HTML; apply the [`cache::CachePolicy`] (`Cache-Control`,
+/// `ETag`, `304`); add CORS and security headers; record metrics and the log event.
+async fn stack(
+    State(s): State<Arc<Stack>>,
+    req: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> Response {
+    let start = s.metrics.start(&req);
+    let method = req.method().clone();
+    let is_get = method == Method::GET || method == Method::HEAD;
+    let mut resp = if method == Method::OPTIONS {
+        preflight()
+    } else {
+        let form = error::ErrorForm::of(&method, req.uri().path());
+        let if_none_match = req.headers().get(header::IF_NONE_MATCH).cloned();
+        let hit = is_get
+            .then(|| req.uri().path_and_query())
+            .flatten()
+            .filter(|pq| {
+                cache::FAST_PATH_PREFIXES
+                    .iter()
+                    .any(|p| pq.path().starts_with(p))
+            })
+            .and_then(|pq| s.cache.hit(pq.as_str()));
+        let resp = match hit {
+            Some(hit) => hit.response(),
+            None => match tokio::time::timeout(REQUEST_TIMEOUT, next.run(req)).await {
+                Ok(resp) => resp,
+                Err(_) => WebError::Unavailable.into_response(),
+            },
+        };
+        let resp = error::render(form, resp);
+        let mut resp = cache::finish(resp, is_get, if_none_match.as_ref()).await;
+        let headers = resp.headers_mut();
+        headers.append(header::VARY, HeaderValue::from_static(CORS_VARY));
+        headers.insert(
+            header::ACCESS_CONTROL_ALLOW_ORIGIN,
+            HeaderValue::from_static("*"),
+        );
+        resp
+    };
+    let headers = resp.headers_mut();
+    for (name, value) in SECURITY_HEADERS {
+        headers.insert(name, HeaderValue::from_static(value));
+    }
+    s.metrics.finish(start, resp.status());
+    resp
+}
+
+/// A CORS preflight: any origin, GET and HEAD.
+fn preflight() -> Response {
+    let mut resp = Response::new(axum::body::Body::empty());
+    let headers = resp.headers_mut();
+    headers.insert(header::VARY, HeaderValue::from_static(CORS_VARY));
+    headers.insert(
+        header::ACCESS_CONTROL_ALLOW_ORIGIN,
+        HeaderValue::from_static("*"),
+    );
+    headers.insert(
+        header::ACCESS_CONTROL_ALLOW_METHODS,
+        HeaderValue::from_static(CORS_METHODS),
+    );
+    resp
 }
 
 async fn not_found() -> WebError {

@@ -40,9 +40,8 @@ use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
 
 use askama::Template;
-use axum::body::Body;
 use axum::extract::{ConnectInfo, Path, RawQuery, State};
-use axum::http::{Extensions, HeaderValue, StatusCode, header};
+use axum::http::{Extensions, StatusCode, header};
 use axum::response::{IntoResponse, Redirect, Response};
 use chrono::Utc;
 
@@ -77,29 +76,26 @@ fn render(
     Ok(policy.apply((status, [(header::CONTENT_TYPE, HTML)], body).into_response()))
 }
 
-/// A page from the render cache.
+/// A page from the render cache ([`CachePolicy::SHORT`], its `ETag` computed when rendered).
 fn cached(hit: Cached) -> Response {
-    let mut resp = Response::new(Body::from(hit.body));
-    resp.headers_mut().insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static(hit.content_type),
-    );
-    CachePolicy::Public { max_age: 60 }.apply(resp)
+    hit.response()
 }
 
-/// Render an image or version page, keep it in the render cache, and answer with it.
+/// Render an image or version page, keep it in the render cache, and answer with it. `alias`
+/// is the request path when it asked for exactly this page (no query): the page is filed
+/// under it too, for the middleware's fast path.
 fn render_cached(
     state: &AppState,
     key: String,
+    alias: Option<&str>,
     repository: String,
     page: &impl Template,
 ) -> Result<Response, WebError> {
     let body = page.render().map_err(WebError::internal)?;
-    let hit = Cached {
-        body: body.into(),
-        content_type: HTML,
-    };
-    state.cache.insert(key, repository, hit.clone());
+    let hit = Cached::new(body, HTML);
+    state
+        .cache
+        .insert_with_alias(key, alias, repository, hit.clone());
     Ok(cached(hit))
 }
 
@@ -197,7 +193,8 @@ pub async fn image(
         && digest.contains(':')
     {
         crate::reference::validate_digest(digest).map_err(|e| WebError::BadName(e.to_string()))?;
-        return version(&state, &rest, name, digest, client, poll).await;
+        let alias = raw.is_none();
+        return version(&state, &rest, name, digest, client, poll, alias).await;
     }
     let r = parse_image_path(&rest)?;
     if let Some(digest) = r.digest() {
@@ -236,7 +233,8 @@ pub async fn image(
                 chrome: Chrome::new(title),
                 d,
             };
-            render_cached(&state, key, v.cache_repository(), &page)
+            let alias = raw.is_none().then_some(path.as_str());
+            render_cached(&state, key, alias, v.cache_repository(), &page)
         }
         Lookup::Inspecting(r) => inspecting(&r.familiar(), &path),
         Lookup::NotFound(r, reason) => Err(not_found(&r, &reason)),
@@ -252,6 +250,7 @@ async fn version(
     digest: &str,
     client: Option<IpAddr>,
     poll: bool,
+    alias: bool,
 ) -> Result<Response, WebError> {
     let r = parse_image_path(name)?;
     if r.tag().is_some() || r.digest().is_some() {
@@ -301,7 +300,8 @@ async fn version(
         chrome: Chrome::new(format!("{}@{}", d.name, d.digest_short)),
         d,
     };
-    render_cached(state, key, v.cache_repository(), &page)
+    let alias = alias.then_some(path.as_str());
+    render_cached(state, key, alias, v.cache_repository(), &page)
 }
 
 /// The versions of the tags an image page lists, by digest (each read once).
