@@ -103,7 +103,7 @@ fn latency_histogram() -> Histogram {
 /// being served now, and monotonic totals from which rates and mean latency are derived.
 #[derive(Debug, Default)]
 pub struct Load {
-    in_flight: std::sync::atomic::AtomicI64,
+    in_flight: std::sync::Arc<std::sync::atomic::AtomicI64>,
     requests: std::sync::atomic::AtomicU64,
     latency_micros: std::sync::atomic::AtomicU64,
 }
@@ -116,15 +116,28 @@ pub struct LoadSnapshot {
     pub latency_seconds_total: f64,
 }
 
+/// One request counted in flight until it is dropped: a request whose client hangs up is
+/// dropped without reaching [`Load::finished`], and must leave the count all the same (or the
+/// microscaler would see phantom load forever).
+#[derive(Debug)]
+pub struct InFlight(std::sync::Arc<std::sync::atomic::AtomicI64>);
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
+    }
+}
+
 impl Load {
-    pub fn started(&self) {
+    pub fn started(&self) -> InFlight {
         self.in_flight
             .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        InFlight(self.in_flight.clone())
     }
 
-    pub fn finished(&self, elapsed: std::time::Duration) {
+    pub fn finished(&self, in_flight: InFlight, elapsed: std::time::Duration) {
         use std::sync::atomic::Ordering::Relaxed;
-        self.in_flight.fetch_sub(1, Relaxed);
+        drop(in_flight);
         self.requests.fetch_add(1, Relaxed);
         self.latency_micros
             .fetch_add(elapsed.as_micros() as u64, Relaxed);
@@ -240,13 +253,14 @@ pub struct RequestStart {
     /// Only when the request log is on (`MICROBADGER_LOG=info`): the method, path and client
     /// for the log event. With the log off nothing is copied for it.
     log: Option<(Method, Uri, Option<IpAddr>)>,
+    in_flight: InFlight,
 }
 
 impl Metrics {
     /// A request arrives: count it in flight, note its route and method.
     pub fn start(&self, req: &Request) -> RequestStart {
         let started = Instant::now();
-        self.load.started();
+        let in_flight = self.load.started();
         let log = tracing::enabled!(tracing::Level::INFO).then(|| {
             let client = req
                 .extensions()
@@ -259,13 +273,14 @@ impl Metrics {
             route: Route::of(req),
             method: method_label(req.method()),
             log,
+            in_flight,
         }
     }
 
     /// The response is ready: record its metrics and write the request's one log event.
     pub fn finish(&self, start: RequestStart, status: StatusCode) {
         let elapsed = start.started.elapsed();
-        self.load.finished(elapsed);
+        self.load.finished(start.in_flight, elapsed);
         let status = status.as_u16();
         if let Some((method, uri, client)) = &start.log {
             // Webhook tokens are secrets: they never reach the log. The path is logged
