@@ -1,0 +1,498 @@
+//! The microscaler on real processes: `microbadger up` with a capacity of 6 starting and
+//! stopping real `web` and `worker` children, against the real registry behind a proxy that
+//! makes every registry request slow (so jobs take real time), with the embedded store and
+//! queue in one SQLite file.
+//!
+//! Every 100 ms a sampler counts `up`'s child processes from `/proc` (never more than the
+//! capacity). Assertions are about what happened (instances added, removed, replaced; the
+//! queue drained; nothing left behind), never about how fast.
+
+mod support;
+
+use std::collections::BTreeSet;
+use std::io::Write;
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use microbadger::queue::{Queue, QueueOptions, QueueStats};
+use microbadger::store::Store;
+use support::http::{HttpServer, Response};
+use support::{Auth, Fixture, Format, TestRegistry};
+
+const CAPACITY: usize = 6;
+const JOBS: usize = 300;
+/// Added to every registry request (a refresh makes about four).
+const REGISTRY_DELAY: Duration = Duration::from_millis(150);
+
+/// A proxy in front of the real registry that delays every request and serves the one pushed
+/// repository `team/app` under any name `team/appNNN`, so 300 distinct images (300 jobs;
+/// the queue deduplicates per image) are all real.
+fn slow_proxy(reg: &TestRegistry, delay: Duration) -> HttpServer {
+    let upstream = reg.url();
+    let agent = ureq::Agent::config_builder()
+        .http_status_as_error(false)
+        .max_redirects(0)
+        .build()
+        .new_agent();
+    HttpServer::start(move |req| {
+        std::thread::sleep(delay);
+        let target = rewrite(&req.target);
+        let mut b = ureq::http::Request::builder()
+            .method(req.method.as_str())
+            .uri(format!("{upstream}{target}"));
+        for (k, v) in &req.headers {
+            if k.eq_ignore_ascii_case("accept") || k.eq_ignore_ascii_case("authorization") {
+                b = b.header(k.as_str(), v.as_str());
+            }
+        }
+        let Ok(mut resp) = agent.run(b.body(req.body.clone()).unwrap()) else {
+            return Response::new(502);
+        };
+        let mut out = Response::new(resp.status().as_u16());
+        for (k, v) in resp.headers() {
+            let k = k.as_str();
+            if ["content-type", "docker-content-digest", "link"].contains(&k)
+                || (req.method == "HEAD" && k == "content-length")
+            {
+                out = out.header(k, v.to_str().unwrap_or_default());
+            }
+        }
+        out.body(resp.body_mut().read_to_vec().unwrap_or_default())
+    })
+}
+
+/// `/v2/team/app123/...` -> `/v2/team/app/...`.
+fn rewrite(target: &str) -> String {
+    const PREFIX: &str = "/v2/team/app";
+    match target.strip_prefix(PREFIX) {
+        Some(rest) => {
+            let digits = rest.chars().take_while(char::is_ascii_digit).count();
+            format!("{PREFIX}{}", &rest[digits..])
+        }
+        None => target.to_string(),
+    }
+}
+
+/// One live (not zombie) process.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+struct Proc {
+    pid: u32,
+    /// The last command-line argument: `web` or `worker`.
+    role: String,
+}
+
+/// Live children of `parent`, from `/proc/*/stat`.
+fn children_of(parent: u32) -> Vec<Proc> {
+    let mut out = Vec::new();
+    let Ok(dir) = std::fs::read_dir("/proc") else {
+        return out;
+    };
+    for entry in dir.flatten() {
+        let Some(pid) = entry
+            .file_name()
+            .to_str()
+            .and_then(|s| s.parse::<u32>().ok())
+        else {
+            continue;
+        };
+        let Some((state, ppid)) = stat(pid) else {
+            continue;
+        };
+        if ppid != parent || state == 'Z' {
+            continue;
+        }
+        let role = std::fs::read(format!("/proc/{pid}/cmdline"))
+            .ok()
+            .and_then(|c| {
+                c.split(|b| *b == 0)
+                    .filter(|s| !s.is_empty())
+                    .next_back()
+                    .map(|s| String::from_utf8_lossy(s).into_owned())
+            })
+            .unwrap_or_default();
+        out.push(Proc { pid, role });
+    }
+    out.sort();
+    out
+}
+
+/// (state, ppid) of a process, if it exists.
+fn stat(pid: u32) -> Option<(char, u32)> {
+    let text = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // "pid (comm) S ppid ...": comm may hold spaces, so split after the last ')'.
+    let rest = &text[text.rfind(')')? + 2..];
+    let mut fields = rest.split_whitespace();
+    let state = fields.next()?.chars().next()?;
+    let ppid = fields.next()?.parse().ok()?;
+    Some((state, ppid))
+}
+
+/// A process that still runs (exists and is not a zombie).
+fn alive(pid: u32) -> bool {
+    stat(pid).is_some_and(|(state, _)| state != 'Z')
+}
+
+#[derive(Debug, Clone, Copy)]
+struct Sample {
+    at: Duration,
+    web: usize,
+    worker: usize,
+    total: usize,
+}
+
+/// Samples `up`'s children every 100 ms until dropped.
+struct Sampler {
+    stop: Arc<AtomicBool>,
+    samples: Arc<Mutex<Vec<Sample>>>,
+    seen: Arc<Mutex<BTreeSet<u32>>>,
+    started: Instant,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Sampler {
+    fn start(parent: u32) -> Sampler {
+        let stop = Arc::new(AtomicBool::new(false));
+        let samples: Arc<Mutex<Vec<Sample>>> = Arc::default();
+        let seen: Arc<Mutex<BTreeSet<u32>>> = Arc::default();
+        let started = Instant::now();
+        let thread = {
+            let (stop, samples, seen) = (stop.clone(), samples.clone(), seen.clone());
+            std::thread::spawn(move || {
+                while !stop.load(Ordering::SeqCst) {
+                    let children = children_of(parent);
+                    let count = |role: &str| children.iter().filter(|p| p.role == role).count();
+                    samples.lock().unwrap().push(Sample {
+                        at: started.elapsed(),
+                        web: count("web"),
+                        worker: count("worker"),
+                        total: children.len(),
+                    });
+                    seen.lock().unwrap().extend(children.iter().map(|p| p.pid));
+                    std::thread::sleep(Duration::from_millis(100));
+                }
+            })
+        };
+        Sampler {
+            stop,
+            samples,
+            seen,
+            started,
+            thread: Some(thread),
+        }
+    }
+
+    fn now(&self) -> Duration {
+        self.started.elapsed()
+    }
+
+    fn samples_since(&self, from: Duration) -> Vec<Sample> {
+        self.samples
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|s| s.at >= from)
+            .copied()
+            .collect()
+    }
+
+    fn latest(&self) -> Option<Sample> {
+        self.samples.lock().unwrap().last().copied()
+    }
+
+    fn finish(mut self) -> (Vec<Sample>, BTreeSet<u32>) {
+        self.stop.store(true, Ordering::SeqCst);
+        if let Some(t) = self.thread.take() {
+            t.join().unwrap();
+        }
+        let samples = std::mem::take(&mut *self.samples.lock().unwrap());
+        let seen = std::mem::take(&mut *self.seen.lock().unwrap());
+        (samples, seen)
+    }
+}
+
+/// The environment `up` and `import` share.
+fn base_env(cmd: &mut Command, db: &str, proxy_host: &str) {
+    cmd.env("MICROBADGER_DATABASE_URL", db)
+        .env_remove("MICROBADGER_REDIS_URL")
+        .env("MICROBADGER_INSECURE_REGISTRIES", proxy_host)
+        .env("MICROBADGER_ALLOW_REGISTRIES", "")
+        .env("MICROBADGER_DOCKER_CONFIG", "")
+        .env("MICROBADGER_REGISTRY_RETRIES", "0")
+        .env("MICROBADGER_JOB_LEASE_SECS", "10");
+}
+
+fn start_up(dir: &Path, db: &str, proxy_host: &str, port: u16, scaler_toml: &str) -> Child {
+    let config = dir.join("scaler.toml");
+    std::fs::write(&config, scaler_toml).unwrap();
+    let log = std::fs::File::create(dir.join("up.log")).unwrap();
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_microbadger"));
+    cmd.arg("up");
+    base_env(&mut cmd, db, proxy_host);
+    cmd.env("MICROBADGER_LISTEN", format!("127.0.0.1:{port}"))
+        .env("MICROBADGER_CAPACITY", CAPACITY.to_string())
+        .env("MICROBADGER_SCALER_CONFIG", &config)
+        .env("MICROBADGER_WORKER_CONCURRENCY", "2")
+        .env("MICROBADGER_SHUTDOWN_GRACE_SECS", "2")
+        .env("MICROBADGER_LOG", "info,sqlx=warn")
+        .stdout(Stdio::null())
+        .stderr(log)
+        .spawn()
+        .expect("start up")
+}
+
+fn signal(pid: u32, sig: &str) {
+    let status = Command::new("kill")
+        .args([sig, &pid.to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success(), "kill {sig} {pid}");
+}
+
+fn wait_until(what: &str, timeout: Duration, f: impl FnMut() -> bool) {
+    assert!(waited(timeout, f), "timed out waiting for {what}");
+}
+
+/// Polls `f` every 100 ms until it holds (true) or `timeout` passes (false).
+fn waited(timeout: Duration, mut f: impl FnMut() -> bool) -> bool {
+    let deadline = Instant::now() + timeout;
+    while !f() {
+        if Instant::now() >= deadline {
+            return false;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    true
+}
+
+fn wait_exit(child: &mut Child, timeout: Duration) -> std::process::ExitStatus {
+    let deadline = Instant::now() + timeout;
+    loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            return status;
+        }
+        assert!(Instant::now() < deadline, "up did not exit");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+fn log_tail(dir: &Path) -> String {
+    let text = std::fs::read_to_string(dir.join("up.log")).unwrap_or_default();
+    let lines: Vec<&str> = text.lines().collect();
+    lines[lines.len().saturating_sub(60)..].join("\n")
+}
+
+/// The queue in the same SQLite file, for its figures.
+fn queue_stats(rt: &tokio::runtime::Runtime, queue: &Queue) -> QueueStats {
+    rt.block_on(queue.stats()).expect("queue stats")
+}
+
+#[test]
+fn up_scales_workers_and_web_within_capacity_replaces_crashes_and_leaves_nothing() {
+    let reg = TestRegistry::start(Auth::None);
+    Fixture::new("team/app", "1")
+        .label("org.opencontainers.image.version", "1")
+        .layer_with_file("content", "one", "ADD content /")
+        .push(&reg, Format::Oci);
+    let proxy = slow_proxy(&reg, REGISTRY_DELAY);
+    let proxy_host = format!("127.0.0.1:{}", proxy.port());
+
+    let dir = tempfile::tempdir().unwrap();
+    let db = format!("sqlite://{}", dir.path().join("mb.db").display());
+    let port = support::free_port();
+    // Short windows so the test sees scale-down within seconds.
+    let toml = "[control]\nscale_down_window = 4.0\nmin_lifetime = 1.0\nscale_down_rate = 1.0\n\
+                [services.worker]\ntarget = 10.0\n";
+    let mut up = start_up(dir.path(), &db, &proxy_host, port, toml);
+    let up_pid = up.id();
+    let sampler = Sampler::start(up_pid);
+
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let queue = rt.block_on(async {
+        let store = Store::connect(&db).await.unwrap();
+        Queue::embedded(
+            store.sqlite_pool().unwrap().clone(),
+            QueueOptions::default(),
+        )
+        .await
+        .unwrap()
+    });
+
+    let agent = ureq::Agent::config_builder()
+        .http_status_as_error(false)
+        .build()
+        .new_agent();
+    let base = format!("http://127.0.0.1:{port}");
+    wait_until("up to serve /readyz", Duration::from_secs(30), || {
+        agent
+            .get(format!("{base}/readyz"))
+            .call()
+            .is_ok_and(|r| r.status() == 200)
+    });
+    wait_until("one web and one worker", Duration::from_secs(10), || {
+        sampler
+            .latest()
+            .is_some_and(|s| s.web == 1 && s.worker == 1)
+    });
+
+    // 1. A surge of 300 jobs: workers are added.
+    let list = dir.path().join("images.txt");
+    let mut f = std::fs::File::create(&list).unwrap();
+    for n in 0..JOBS {
+        writeln!(f, "{proxy_host}/team/app{n}:1").unwrap();
+    }
+    drop(f);
+    let mut import = Command::new(env!("CARGO_BIN_EXE_microbadger"));
+    import.arg("import").arg(&list);
+    base_env(&mut import, &db, &proxy_host);
+    let out = import.output().unwrap();
+    assert!(
+        out.status.success(),
+        "import: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let surge = sampler.now();
+    wait_until(
+        "the worker pool to fill the capacity",
+        Duration::from_secs(30),
+        || sampler.latest().is_some_and(|s| s.worker >= CAPACITY - 1),
+    );
+    let depth = queue_stats(&rt, &queue);
+    assert!(
+        depth.total_depth() + depth.in_flight > 0,
+        "the surge was still being worked on: {depth:?}"
+    );
+
+    // 2. A burst of web traffic while the workers hold the capacity: web instances are
+    // added, and workers yield their slots (web has the higher priority).
+    let burst = sampler.now();
+    let wrk = Command::new("wrk")
+        .args(["-t2", "-c96", "-d10s", &format!("{base}/readyz")])
+        .output()
+        .expect("wrk");
+    assert!(wrk.status.success(), "wrk failed");
+    let during: Vec<Sample> = sampler.samples_since(burst);
+    let max_web = during.iter().map(|s| s.web).max().unwrap_or(0);
+    assert!(
+        max_web >= 2,
+        "web instances were added during the burst: {:?}\n{}",
+        during.iter().map(|s| (s.web, s.worker)).collect::<Vec<_>>(),
+        log_tail(dir.path())
+    );
+    let min_worker_with_web = during
+        .iter()
+        .filter(|s| s.web >= 2)
+        .map(|s| s.worker)
+        .min()
+        .unwrap();
+    assert!(
+        min_worker_with_web < CAPACITY - 1,
+        "workers yielded slots to web (fewest workers while web was scaled out: {min_worker_with_web})"
+    );
+
+    // 3. The queue drains, then the workers and web instances are removed after the
+    // stabilization window, down to the minimums.
+    wait_until("the queue to drain", Duration::from_secs(120), || {
+        let s = queue_stats(&rt, &queue);
+        s.total_depth() == 0 && s.in_flight == 0
+    });
+    let stats = queue_stats(&rt, &queue);
+    assert_eq!(stats.dead, 0, "no job failed for good: {stats:?}");
+    assert!(
+        stats.completed_total >= JOBS as u64,
+        "every job completed: {stats:?}"
+    );
+    let drained = sampler.now();
+    assert!(
+        waited(Duration::from_secs(40), || sampler
+            .latest()
+            .is_some_and(|s| s.web == 1 && s.worker == 1)),
+        "back to one web and one worker: {:?}\n{}",
+        sampler
+            .samples_since(drained)
+            .iter()
+            .step_by(5)
+            .map(|s| (s.web, s.worker))
+            .collect::<Vec<_>>(),
+        log_tail(dir.path())
+    );
+    let peak_workers = sampler
+        .samples_since(surge)
+        .iter()
+        .map(|s| s.worker)
+        .max()
+        .unwrap();
+    assert!(peak_workers >= 3, "workers were added: peak {peak_workers}");
+
+    // 4. A crashed child is replaced.
+    let victim = children_of(up_pid)
+        .into_iter()
+        .find(|p| p.role == "worker")
+        .expect("a worker");
+    signal(victim.pid, "-KILL");
+    wait_until(
+        "the killed worker to be replaced",
+        Duration::from_secs(15),
+        || {
+            let now = children_of(up_pid);
+            now.iter()
+                .any(|p| p.role == "worker" && p.pid != victim.pid)
+                && !now.iter().any(|p| p.pid == victim.pid)
+        },
+    );
+
+    // 5. Stopping up stops every child; nothing is left behind.
+    signal(up_pid, "-TERM");
+    let status = wait_exit(&mut up, Duration::from_secs(30));
+    let (samples, seen) = sampler.finish();
+    assert!(
+        status.success(),
+        "up exited with {status}\n{}",
+        log_tail(dir.path())
+    );
+    let left: Vec<u32> = seen.iter().copied().filter(|&p| alive(p)).collect();
+    assert!(left.is_empty(), "processes left behind: {left:?}");
+
+    // Throughout: never more children than the capacity.
+    let worst = samples.iter().max_by_key(|s| s.total).unwrap();
+    assert!(
+        worst.total <= CAPACITY,
+        "{} children at {:?} (capacity {CAPACITY})",
+        worst.total,
+        worst.at
+    );
+    assert!(
+        samples.len() > 100,
+        "the sampler ran: {} samples",
+        samples.len()
+    );
+    let log = std::fs::read_to_string(dir.path().join("up.log")).unwrap();
+    assert!(
+        log.contains("instance exited unasked"),
+        "the crash was logged"
+    );
+}
+
+/// Children exit by themselves when `up` dies without a chance to stop them (SIGKILL).
+#[test]
+fn children_of_a_killed_up_exit_by_themselves() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = format!("sqlite://{}", dir.path().join("mb.db").display());
+    let port = support::free_port();
+    let mut up = start_up(dir.path(), &db, "127.0.0.1:1", port, "");
+    let up_pid = up.id();
+    wait_until("a web and a worker child", Duration::from_secs(30), || {
+        let c = children_of(up_pid);
+        c.iter().any(|p| p.role == "web") && c.iter().any(|p| p.role == "worker")
+    });
+    let children: Vec<u32> = children_of(up_pid).iter().map(|p| p.pid).collect();
+    signal(up_pid, "-KILL");
+    let _ = wait_exit(&mut up, Duration::from_secs(5));
+    wait_until(
+        "the orphaned children to exit",
+        Duration::from_secs(15),
+        || children.iter().all(|&p| !alive(p)),
+    );
+}
