@@ -838,6 +838,8 @@ async fn every_documented_get_answers_as_documented() {
         ("/v1/best", "/v1/best?limit=3".into()),
         ("/v1/best", "/v1/best?limit=x".into()),
         ("/v1/openapi.json", "/v1/openapi.json".into()),
+        // Seeded decisions and their schema: tests/web_scaler.rs.
+        ("/v1/scaler", "/v1/scaler".into()),
     ];
     let mut seen: BTreeSet<(String, String)> = BTreeSet::new();
     for (template, path) in &cases {

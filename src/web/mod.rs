@@ -24,6 +24,7 @@ pub mod metrics;
 pub mod openapi;
 pub mod pages;
 pub mod ratelimit;
+pub mod scaler;
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -98,6 +99,7 @@ pub fn router(state: AppState) -> Router {
         )
         .route("/api", get(pages::api_docs))
         .route("/static/{*file}", get(pages::static_file))
+        .route("/scaler", get(scaler::dashboard))
         // Badges
         .route("/badges/{*rest}", get(badges::badge))
         // JSON API
@@ -106,6 +108,7 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/recent", get(api::recent))
         .route("/v1/best", get(api::best))
         .route("/v1/openapi.json", get(api::openapi))
+        .route("/v1/scaler", get(scaler::status))
         // Webhooks
         .route("/hooks/dockerhub/{*rest}", post(hooks::dockerhub))
         .route("/hooks/registry/{token}", post(hooks::registry))

@@ -557,7 +557,7 @@ pub fn openapi_document() -> Value {
         }
     });
 
-    json!({
+    let mut doc = json!({
         "openapi": "3.0.3",
         "info": {
             "title": "microbadger",
@@ -625,7 +625,147 @@ pub fn openapi_document() -> Value {
                 "RegistryEnvelope": registry_envelope,
             }
         }
-    })
+    });
+    add_scaler(&mut doc);
+    doc
+}
+
+/// `GET /v1/scaler` and its schemas (see [`super::scaler`]).
+fn add_scaler(doc: &mut Value) {
+    let number = || json!({"type": "number"});
+    let rate = || nullable(json!({"type": "number", "minimum": 0}));
+    let get = json!({
+        "summary": "The microscaler's latest decision and the last hour",
+        "operationId": "scaler",
+        "description": "What the microscaler decided most recently (per service: its inputs, \
+            the control law's output, the desired and granted instance counts, and every \
+            clamp applied with its reason), and the last hour summarised in 15-second \
+            intervals. `latest` is `null` and `points` empty when no decision was made in the \
+            last hour: the microscaler runs in `microbadger up` and `microbadger scaler`. \
+            Live: never cached.",
+        "tags": ["scaler"],
+        "responses": {
+            "200": json_response("The decisions.", "ScalerStatus"),
+        }
+    });
+    let schemas = [
+        (
+            "ScalerStatus",
+            closed_object(
+                "The microscaler's state.",
+                json!({
+                    "now": date_time(),
+                    "latest": nullable_ref("ScalerDecision"),
+                    "history": schema_ref("ScalerHistory"),
+                }),
+            ),
+        ),
+        (
+            "ScalerDecision",
+            closed_object(
+                "One decision.",
+                json!({
+                    "at": date_time(),
+                    "capacity": integer(),
+                    "services": {"type": "array", "items": schema_ref("ScalerService")},
+                }),
+            ),
+        ),
+        (
+            "ScalerService",
+            closed_object(
+                "One service's part of a decision.",
+                json!({
+                    "service": string(),
+                    "inputs": schema_ref("ScalerInputs"),
+                    "raw": nullable(json!({"type": "number", "description":
+                        "The control law's output before damping, in fractional instances."})),
+                    "desired": integer(),
+                    "granted": integer(),
+                    "clamps": {"type": "array", "items": schema_ref("ScalerClamp")},
+                }),
+            ),
+        ),
+        (
+            "ScalerInputs",
+            closed_object(
+                "What the service was observed doing.",
+                json!({
+                    "backlog": number(),
+                    "in_service": number(),
+                    "arrival_rate": rate(),
+                    "completion_rate": rate(),
+                    "ready": integer(),
+                    "starting": integer(),
+                    "stopping": integer(),
+                    "fresh": {"type": "boolean"},
+                }),
+            ),
+        ),
+        (
+            "ScalerClamp",
+            closed_object(
+                "A limit applied between the control law and the \
+            granted count.",
+                json!({
+                    "kind": {"type": "string", "description": "tolerance, stabilization, step, rate, \
+                        min, max, lifetime, capacity, preempted, waiting_for_stop, stale_hold or \
+                        fallback"},
+                    "from": integer(),
+                    "to": integer(),
+                    "why": string(),
+                }),
+            ),
+        ),
+        (
+            "ScalerHistory",
+            closed_object(
+                "The last hour, oldest first.",
+                json!({
+                    "window_seconds": integer(),
+                    "resolution_seconds": integer(),
+                    "points": {"type": "array", "items": schema_ref("ScalerPoint")},
+                }),
+            ),
+        ),
+        (
+            "ScalerPoint",
+            closed_object(
+                "One interval with decisions.",
+                json!({
+                    "at": date_time(),
+                    "decisions": integer(),
+                    "capacity": integer(),
+                    "services": {"type": "array", "items": schema_ref("ScalerPointService")},
+                }),
+            ),
+        ),
+        (
+            "ScalerPointService",
+            closed_object(
+                "One service over one interval: the highest \
+            demand in it, and the counts of its last decision.",
+                json!({
+                    "service": string(),
+                    "backlog_max": number(),
+                    "in_service_max": number(),
+                    "ready": integer(),
+                    "starting": integer(),
+                    "stopping": integer(),
+                    "desired": integer(),
+                    "granted": integer(),
+                    "held": {"type": "boolean"},
+                }),
+            ),
+        ),
+    ];
+    doc["paths"]["/v1/scaler"] = json!({"get": get});
+    if let Some(tags) = doc["tags"].as_array_mut() {
+        tags.push(json!({"name": "scaler", "description": "The microscaler's decisions."}));
+    }
+    for (name, schema) in schemas {
+        doc["components"]["schemas"][name] = schema;
+    }
 }
 
 #[cfg(test)]

@@ -32,6 +32,7 @@
 pub mod fixture;
 pub mod http;
 pub mod misbehaving;
+pub mod openapi;
 pub mod postgres;
 pub mod redis;
 pub mod registry;
