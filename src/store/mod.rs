@@ -10,6 +10,8 @@
 //! - `db.rs`: the engine adapter. Runs a statement with typed parameters on either engine,
 //!   reads typed columns back, begins transactions (`BEGIN IMMEDIATE` on SQLite), and embeds
 //!   and applies the migrations in `migrations/sqlite` and `migrations/postgres`.
+//! - `scaler.rs`: the microscaler's inputs and history: each web instance's published load
+//!   and every decision, both pruned on write (see that file).
 //! - `types.rs`: the records returned ([`Repository`], [`TagRecord`], [`VersionRecord`],
 //!   [`Event`], [`TagSummary`]) and how each is read from a row.
 //!

@@ -11,6 +11,7 @@
 //! - [`cache`]: [`cache::CachePolicy`] and the in-memory render cache.
 //! - [`error`]: [`error::WebError`], rendered as JSON, SVG or HTML by route.
 //! - [`metrics`]: Prometheus metrics and the request log.
+//! - [`scaler`]: the microscaler's decisions: `/v1/scaler` (JSON) and the `/scaler` dashboard.
 //!
 //! Handlers are named for what they do and return `Result<Response, WebError>`.
 
