@@ -108,8 +108,7 @@ fn children_of(parent: u32) -> Vec<Proc> {
             .ok()
             .and_then(|c| {
                 c.split(|b| *b == 0)
-                    .filter(|s| !s.is_empty())
-                    .next_back()
+                    .rfind(|s| !s.is_empty())
                     .map(|s| String::from_utf8_lossy(s).into_owned())
             })
             .unwrap_or_default();

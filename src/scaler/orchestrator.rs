@@ -187,7 +187,7 @@ pub fn child_environment(
     ];
     vars.into_iter()
         .filter(|(k, _)| {
-            k.starts_with("MICROBADGER_") && k != "MICROBADGER_SUPERVISOR_PID"
+            (k.starts_with("MICROBADGER_") && k != "MICROBADGER_SUPERVISOR_PID")
                 || SYSTEM.contains(&k.as_str())
         })
         .collect()
