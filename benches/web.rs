@@ -12,8 +12,14 @@
 //!    real server runs on the default runtime, as many workers as CPUs), one route answering
 //!    a constant SVG of the real badge's size, `image/svg+xml`;
 //! 4. warm-up: badge, page and API of 2,000 different images, once each;
-//! 5. `wrk -t2 -c64 -d5s --latency` rounds (baseline, badge, page, API) x 2, best of each;
+//! 5. `wrk -t2 -c64 -d5s --latency` rounds (baseline, badge, page, API) x 2, best of each,
+//!    each with the CPU time per request of the server under test and of wrk (from
+//!    `/proc/<pid>/stat`), which says where a gap comes from when the machine is shared;
 //! 6. `VmRSS` of the web process after all that.
+//!
+//! The web process logs at its default level (`warn`: no per-request lines). Set
+//! `BENCH_WEB_LOG=info` to run it with the request log on (`MICROBADGER_LOG=info`, one line
+//! per request to a file) and measure what that costs.
 //!
 //! Targets (issue): badge >= 80% of the baseline's requests/s and p99 <= 1.5x the baseline's;
 //! image page and API >= 40% of the baseline's requests/s; RSS < 100 MB. Exits 1 if any fails.
@@ -89,6 +95,10 @@ fn main() {
         .env("MICROBADGER_LISTEN", format!("127.0.0.1:{port}"))
         .env("MICROBADGER_ALLOW_REGISTRIES", "docker.io")
         .env_remove("MICROBADGER_REDIS_URL")
+        .env(
+            "MICROBADGER_LOG",
+            std::env::var("BENCH_WEB_LOG").unwrap_or_else(|_| "warn".into()),
+        )
         .stdout(Stdio::null())
         .stderr(log)
         .spawn()
@@ -166,10 +176,24 @@ fn main() {
         ("API", format!("{web_url}{api_path}")),
     ];
     let mut best: Vec<(f64, f64)> = vec![(0.0, f64::INFINITY); targets.len()];
+    let tick = clock_tick_seconds();
+    let me = std::process::id();
     for round in 1..=ROUNDS {
         for (i, (label, url)) in targets.iter().enumerate() {
-            let (rps, p99) = wrk(url);
-            println!("round {round}: {label:<10} {rps:>9.0} req/s  p99 {p99:>7.2} ms");
+            // CPU time of the server under test (the baseline runs in this process, whose
+            // main thread only waits for wrk) and of wrk (a waited-for child of this process).
+            let server = if i == 0 { me } else { pid };
+            let (server0, _) = cpu_ticks(server);
+            let (_, wrk0) = cpu_ticks(me);
+            let (rps, p99, requests) = wrk(url);
+            let (server1, _) = cpu_ticks(server);
+            let (_, wrk1) = cpu_ticks(me);
+            let per_request = |ticks: u64| ticks as f64 * tick * 1e6 / requests.max(1) as f64;
+            println!(
+                "round {round}: {label:<10} {rps:>9.0} req/s  p99 {p99:>7.2} ms  CPU per request: server {:>5.1} us, wrk {:>5.1} us",
+                per_request(server1 - server0),
+                per_request(wrk1 - wrk0),
+            );
             // Best of each: the round with the most requests/s (and its own p99).
             if rps > best[i].0 {
                 best[i] = (rps, p99);
@@ -368,8 +392,32 @@ fn start_baseline(svg: Vec<u8>) -> u16 {
     port
 }
 
-/// `wrk -t2 -c64 -d5s --latency`: (requests/s, p99 in ms).
-fn wrk(url: &str) -> (f64, f64) {
+/// (own utime + stime, waited-for children's utime + stime) of a process, in clock ticks.
+fn cpu_ticks(pid: u32) -> (u64, u64) {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
+    // Fields after the command name (which is in parentheses and may hold spaces).
+    let fields: Vec<u64> = stat[stat.rfind(')').unwrap() + 2..]
+        .split_whitespace()
+        .map(|f| f.parse().unwrap_or(0))
+        .collect();
+    // stat(5): utime, stime, cutime, cstime are fields 14-17, i.e. 11-14 after the name.
+    (fields[11] + fields[12], fields[13] + fields[14])
+}
+
+/// Seconds per clock tick of `/proc/<pid>/stat` (`getconf CLK_TCK`, 100 on Linux).
+fn clock_tick_seconds() -> f64 {
+    let hz = Command::new("getconf")
+        .arg("CLK_TCK")
+        .output()
+        .ok()
+        .and_then(|o| String::from_utf8(o.stdout).ok())
+        .and_then(|s| s.trim().parse::<f64>().ok())
+        .unwrap_or(100.0);
+    1.0 / hz
+}
+
+/// `wrk -t2 -c64 -d5s --latency`: (requests/s, p99 in ms, requests completed).
+fn wrk(url: &str) -> (f64, f64, u64) {
     let out = Command::new("wrk")
         .args(["-t2", &format!("-c{CONNECTIONS}"), "-d5s", "--latency", url])
         .output()
@@ -388,7 +436,13 @@ fn wrk(url: &str) -> (f64, f64) {
         .find_map(|l| l.trim().strip_prefix("99%"))
         .and_then(|v| duration_ms(v.trim()))
         .unwrap_or_else(|| panic!("no 99% latency in wrk output:\n{text}"));
-    (rps, p99)
+    // "  123456 requests in 5.00s, 160.12MB read"
+    let requests = text
+        .lines()
+        .find_map(|l| l.split_once(" requests in ").map(|(n, _)| n.trim()))
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("no request count in wrk output:\n{text}"));
+    (rps, p99, requests)
 }
 
 /// wrk's durations: `850.00us`, `2.34ms`, `1.02s`, `1.00m`.

@@ -146,10 +146,13 @@ impl Cached {
     }
 
     /// The `200` for this render, with every header [`finish`] would add (nothing is hashed
-    /// again, nothing allocated but the response itself).
+    /// again, nothing allocated but the response itself) and its `content-length`.
     pub fn response(&self) -> Response {
         let mut resp = Response::new(Body::from(self.body.clone()));
         let headers = resp.headers_mut();
+        // Room for these three, the middleware's CORS and security headers and hyper's
+        // `content-length`, so the map is allocated once.
+        headers.reserve(RESPONSE_HEADERS);
         headers.insert(
             header::CONTENT_TYPE,
             HeaderValue::from_static(self.content_type),
@@ -159,9 +162,13 @@ impl Cached {
             HeaderValue::from_static(CachePolicy::SHORT.header()),
         );
         headers.insert(header::ETAG, self.etag.clone());
+        headers.insert(header::CONTENT_LENGTH, HeaderValue::from(self.body.len()));
         resp
     }
 }
+
+/// Headers on a response served from the render cache, once the middleware is done with it.
+const RESPONSE_HEADERS: usize = 12;
 
 /// One entry: the repository it shows, the render, and the bytes charged for it.
 struct Entry {
@@ -192,10 +199,6 @@ const MAX_BYTES: usize = 32 * 1024 * 1024;
 
 /// What an alias costs besides its key (the body is shared with its entry).
 const ALIAS_BYTES: u64 = 64;
-
-/// Paths whose handlers file renders under the request path: the only ones worth a
-/// [`RenderCache::hit`] lookup.
-pub const FAST_PATH_PREFIXES: [&str; 3] = ["/badges/", "/images/", "/v1/images/"];
 
 impl RenderCache {
     /// A render by key; counted as a hit or a miss.

@@ -25,15 +25,31 @@ use super::AppState;
 /// the label set is fixed by the router and user input cannot grow it. Holding the router's own
 /// `MatchedPath` makes a label a reference-count increment, not a copy.
 #[derive(Clone, Debug)]
-pub struct Route(Option<MatchedPath>);
+pub enum Route {
+    Matched(MatchedPath),
+    /// A route's pattern given by name (the render-cache fast path answers before routing).
+    Fixed(&'static str),
+    Unmatched,
+}
 
 impl Route {
     pub fn of(req: &Request) -> Route {
-        Route(req.extensions().get::<MatchedPath>().cloned())
+        match req.extensions().get::<MatchedPath>() {
+            Some(p) => Route::Matched(p.clone()),
+            None => Route::Unmatched,
+        }
+    }
+
+    pub fn fixed(route: &'static str) -> Route {
+        Route::Fixed(route)
     }
 
     pub fn as_str(&self) -> &str {
-        self.0.as_ref().map_or("unmatched", |p| p.as_str())
+        match self {
+            Route::Matched(p) => p.as_str(),
+            Route::Fixed(r) => r,
+            Route::Unmatched => "unmatched",
+        }
     }
 }
 
@@ -258,7 +274,7 @@ pub struct RequestStart {
 
 impl Metrics {
     /// A request arrives: count it in flight, note its route and method.
-    pub fn start(&self, req: &Request) -> RequestStart {
+    pub fn start(&self, req: &Request, route: Route) -> RequestStart {
         let started = Instant::now();
         let in_flight = self.load.started();
         let log = tracing::enabled!(tracing::Level::INFO).then(|| {
@@ -270,7 +286,7 @@ impl Metrics {
         });
         RequestStart {
             started,
-            route: Route::of(req),
+            route,
             method: method_label(req.method()),
             log,
             in_flight,

@@ -118,21 +118,23 @@ pub fn router(state: AppState) -> Router {
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics::scrape))
         .fallback(not_found);
-    middleware(routes, state.clone()).with_state(state)
-}
-
-/// The middleware stack, in one place and in one layer: metrics and the request log, the
-/// render-cache fast path, the timeout, error rendering, caching headers, CORS and the
-/// security headers ([`stack`]), then the body limit for the handlers' extractors.
-///
-/// One hand-ordered function instead of a layer per concern: axum boxes every
-/// `Router::layer` around every route and clones it per request, and a cached badge is
-/// served in a few microseconds, so eight layers cost more than the badge itself.
-fn middleware(routes: Router<AppState>, state: AppState) -> Router<AppState> {
     let shared = Arc::new(Stack {
         metrics: state.metrics.clone(),
         cache: state.cache.clone(),
     });
+    let routed = middleware(routes, shared.clone()).with_state(state);
+    fast_path(routed, shared)
+}
+
+/// The middleware stack, in one place and in one layer: metrics and the request log, the
+/// timeout, error rendering, caching headers, CORS and the security headers ([`stack`]),
+/// then the body limit for the handlers' extractors. (Cached renders are served before
+/// routing by [`fast_path`], which applies the same headers and metrics.)
+///
+/// One hand-ordered function instead of a layer per concern: axum boxes every
+/// `Router::layer` around every route and clones it per request, and a cached badge is
+/// served in a few microseconds, so eight layers cost more than the badge itself.
+fn middleware(routes: Router<AppState>, shared: Arc<Stack>) -> Router<AppState> {
     routes.layer(
         tower::ServiceBuilder::new()
             .layer(axum::middleware::from_fn_with_state(shared, stack))
@@ -140,7 +142,8 @@ fn middleware(routes: Router<AppState>, state: AppState) -> Router<AppState> {
     )
 }
 
-/// What [`stack`] needs (not the whole [`AppState`], which would be cloned per request).
+/// What [`stack`] and [`fast_path`] need (not the whole [`AppState`], which would be cloned
+/// per request).
 struct Stack {
     metrics: Arc<metrics::Metrics>,
     cache: Arc<cache::RenderCache>,
@@ -159,54 +162,97 @@ const SECURITY_HEADERS: [(HeaderName, &str); 4] = [
 const CORS_VARY: &str = "origin, access-control-request-method, access-control-request-headers";
 const CORS_METHODS: &str = "GET,HEAD";
 
-/// Every request, in order: count it and note its route; answer a CORS preflight; serve a
-/// render filed under the request path straight from memory (see
-/// [`cache::RenderCache::hit`]), else run the handler under [`REQUEST_TIMEOUT`]; render a
-/// [`WebError`] as JSON, SVG or HTML; apply the [`cache::CachePolicy`] (`Cache-Control`,
-/// `ETag`, `304`); add CORS and security headers; record metrics and the log event.
+/// The routes whose handlers file their renders under the request path
+/// ([`cache::RenderCache::insert_with_alias`]; a badge's key is its path), by path prefix, with
+/// the route each is registered under in [`router`] (its metrics label).
+pub const FAST_PATH_ROUTES: [(&str, &str); 3] = [
+    ("/badges/", "/badges/{*rest}"),
+    ("/images/", "/images/{*rest}"),
+    ("/v1/images/", "/v1/images/{*rest}"),
+];
+
+/// Serve renders filed under the request path straight from memory, before routing: a README
+/// badge, an image page or an API document asked for again is a map lookup, with the same
+/// `Cache-Control`, `ETag` / `304`, CORS and security headers, metrics (under the route's own
+/// label) and log event as when its handler answered. Anything else goes to `routed`.
+fn fast_path(routed: Router, shared: Arc<Stack>) -> Router {
+    use tower::ServiceExt;
+    Router::new().fallback_service(tower::service_fn(move |req: axum::extract::Request| {
+        let routed = routed.clone();
+        let s = shared.clone();
+        async move {
+            let hit = (req.method() == Method::GET || req.method() == Method::HEAD)
+                .then(|| req.uri().path_and_query())
+                .flatten()
+                .and_then(|pq| {
+                    let (_, route) = FAST_PATH_ROUTES
+                        .iter()
+                        .find(|(prefix, _)| pq.path().starts_with(prefix))?;
+                    Some((*route, s.cache.hit(pq.as_str())?))
+                });
+            let Some((route, hit)) = hit else {
+                return routed.oneshot(req).await;
+            };
+            let start = s.metrics.start(&req, metrics::Route::fixed(route));
+            let if_none_match = req.headers().get(header::IF_NONE_MATCH);
+            let mut resp = cache::finish(hit.response(), true, if_none_match).await;
+            if req.method() == Method::HEAD {
+                // As axum does for a routed HEAD: the GET's headers, no body.
+                *resp.body_mut() = axum::body::Body::empty();
+            }
+            public_headers(&mut resp);
+            s.metrics.finish(start, resp.status());
+            Ok(resp)
+        }
+    }))
+}
+
+/// CORS (for anything but a preflight) and security headers.
+fn public_headers(resp: &mut Response) {
+    let headers = resp.headers_mut();
+    headers.append(header::VARY, HeaderValue::from_static(CORS_VARY));
+    headers.insert(
+        header::ACCESS_CONTROL_ALLOW_ORIGIN,
+        HeaderValue::from_static("*"),
+    );
+    security_headers(resp);
+}
+
+fn security_headers(resp: &mut Response) {
+    let headers = resp.headers_mut();
+    for (name, value) in SECURITY_HEADERS {
+        headers.insert(name, HeaderValue::from_static(value));
+    }
+}
+
+/// Every routed request, in order: count it and note its route; answer a CORS preflight, or
+/// run the handler under [`REQUEST_TIMEOUT`]; render a [`WebError`] as JSON, SVG or HTML;
+/// apply the [`cache::CachePolicy`] (`Cache-Control`, `ETag`, `304`); add CORS and security
+/// headers; record metrics and the log event.
 async fn stack(
     State(s): State<Arc<Stack>>,
     req: axum::extract::Request,
     next: axum::middleware::Next,
 ) -> Response {
-    let start = s.metrics.start(&req);
+    let start = s.metrics.start(&req, metrics::Route::of(&req));
     let method = req.method().clone();
     let is_get = method == Method::GET || method == Method::HEAD;
-    let mut resp = if method == Method::OPTIONS {
-        preflight()
+    let resp = if method == Method::OPTIONS {
+        let mut resp = preflight();
+        security_headers(&mut resp);
+        resp
     } else {
         let form = error::ErrorForm::of(&method, req.uri().path());
         let if_none_match = req.headers().get(header::IF_NONE_MATCH).cloned();
-        let hit = is_get
-            .then(|| req.uri().path_and_query())
-            .flatten()
-            .filter(|pq| {
-                cache::FAST_PATH_PREFIXES
-                    .iter()
-                    .any(|p| pq.path().starts_with(p))
-            })
-            .and_then(|pq| s.cache.hit(pq.as_str()));
-        let resp = match hit {
-            Some(hit) => hit.response(),
-            None => match tokio::time::timeout(REQUEST_TIMEOUT, next.run(req)).await {
-                Ok(resp) => resp,
-                Err(_) => WebError::Unavailable.into_response(),
-            },
+        let resp = match tokio::time::timeout(REQUEST_TIMEOUT, next.run(req)).await {
+            Ok(resp) => resp,
+            Err(_) => WebError::Unavailable.into_response(),
         };
         let resp = error::render(form, resp);
         let mut resp = cache::finish(resp, is_get, if_none_match.as_ref()).await;
-        let headers = resp.headers_mut();
-        headers.append(header::VARY, HeaderValue::from_static(CORS_VARY));
-        headers.insert(
-            header::ACCESS_CONTROL_ALLOW_ORIGIN,
-            HeaderValue::from_static("*"),
-        );
+        public_headers(&mut resp);
         resp
     };
-    let headers = resp.headers_mut();
-    for (name, value) in SECURITY_HEADERS {
-        headers.insert(name, HeaderValue::from_static(value));
-    }
     s.metrics.finish(start, resp.status());
     resp
 }
