@@ -495,3 +495,85 @@ fn children_of_a_killed_up_exit_by_themselves() {
         || children.iter().all(|&p| !alive(p)),
     );
 }
+
+/// "Full circle": a service's priority comes from a label on its own image, read with
+/// microbadger's registry client from the real registry; a priority set in the configuration
+/// wins; an image that cannot be read keeps the default.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn priorities_come_from_image_labels_unless_configured() {
+    use microbadger::config::{Config, RegistryConfig};
+    use microbadger::registry::{Credentials, RegistryClient};
+    use microbadger::scaler::services::{PrioritySource, Services};
+
+    let reg = TestRegistry::start(Auth::None);
+    Fixture::new("team/worker", "1")
+        .label("org.microbadger.scaler.priority", "0")
+        .layer_with_file("content", "worker", "ADD content /")
+        .push(&reg, Format::Oci);
+    Fixture::new("team/web", "1")
+        .label("com.microscaling.priority", "7")
+        .layer_with_file("content", "web", "ADD content /")
+        .push(&reg, Format::Oci);
+    Fixture::new("team/thumbs", "1")
+        .label("com.microscaling.priority", "3")
+        .layer_with_file("content", "thumbs", "ADD content /")
+        .push(&reg, Format::Oci);
+    let host = reg.host();
+    let client = RegistryClient::with_credentials(
+        RegistryConfig {
+            allow: vec![],
+            insecure: vec![host.clone()],
+            retries: 0,
+            ..RegistryConfig::default()
+        },
+        Credentials::default(),
+    )
+    .unwrap();
+    let toml = format!(
+        r#"
+        [services.worker]
+        image = "{host}/team/worker:1"
+        [services.web]
+        image = "{host}/team/web:1"
+        priority = 1
+        [services.thumbs]
+        command = ["/bin/true"]
+        image = "{host}/team/missing:1"
+        [services.labelled]
+        command = ["/bin/true"]
+        image = "{host}/team/thumbs:1"
+        "#
+    );
+    let config = Config::from_lookup(|_| None).unwrap();
+    let mut services = Services::from_parts(
+        &config,
+        Some((Path::new("scaler.toml"), &toml)),
+        |_| false,
+        "/usr/bin/microbadger",
+    )
+    .unwrap();
+    services.resolve_priorities(&client).await;
+    let got: Vec<(&str, u32, &PrioritySource)> = services
+        .services
+        .iter()
+        .map(|d| (d.spec.name.as_str(), d.spec.priority, &d.priority_source))
+        .collect();
+    assert_eq!(
+        got,
+        [
+            (
+                "worker",
+                0,
+                &PrioritySource::Label("org.microbadger.scaler.priority".into())
+            ),
+            ("web", 1, &PrioritySource::Config),
+            (
+                "labelled",
+                3,
+                &PrioritySource::Label("com.microscaling.priority".into())
+            ),
+            ("thumbs", 10, &PrioritySource::Default),
+        ],
+        "sorted by priority; the label read, the configuration winning, a missing image harmless"
+    );
+}
