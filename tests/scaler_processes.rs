@@ -577,3 +577,118 @@ async fn priorities_come_from_image_labels_unless_configured() {
         "sorted by priority; the label read, the configuration winning, a missing image harmless"
     );
 }
+
+/// The local backend on its own, with shell commands as services: a child that ignores
+/// SIGTERM is killed after the grace period; a start that never reports ready is killed after
+/// the ready timeout and replaced; shutdown leaves nothing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn local_processes_escalate_stops_and_give_up_on_starts_that_never_get_ready() {
+    use microbadger::scaler::orchestrator::{
+        Counts, LocalOptions, LocalProcesses, Orchestrator, READY_LINE, child_environment,
+    };
+    use microbadger::scaler::{MetricKind, ServiceSpec};
+
+    let spec = |name: &str, script: &str| ServiceSpec {
+        name: name.into(),
+        priority: 1,
+        min: 0,
+        max: 2,
+        metric: MetricKind::QueueDepth,
+        target: 1.0,
+        units: 1,
+        command: vec!["/bin/sh".into(), "-c".into(), script.into()],
+    };
+    let stubborn = spec(
+        "stubborn",
+        &format!("trap '' TERM; echo '{READY_LINE}'; while :; do sleep 1; done"),
+    );
+    let mute = spec("mute", "exec sleep 60");
+    let local = LocalProcesses::new(
+        &[stubborn, mute],
+        LocalOptions {
+            stop_grace: Duration::from_secs(1),
+            ready_timeout: Duration::from_secs(1),
+            env: child_environment(std::env::vars()),
+            ..LocalOptions::default()
+        },
+    );
+    local.scale("stubborn", 1).await.unwrap();
+    eventually("the stubborn child to be ready", || {
+        local.counts("stubborn").ready == 1
+    })
+    .await;
+    let pid = local.pids("stubborn")[0];
+    local.scale("stubborn", 0).await.unwrap();
+    assert_eq!(
+        local.counts("stubborn"),
+        Counts {
+            ready: 0,
+            starting: 0,
+            stopping: 1
+        }
+    );
+    eventually("SIGKILL after the grace period", || {
+        local.counts("stubborn") == Counts::default()
+    })
+    .await;
+    assert!(!alive(pid), "the stubborn child is gone");
+
+    local.scale("mute", 1).await.unwrap();
+    let first = local.pids("mute")[0];
+    eventually("the never-ready start to be replaced", || {
+        local.restarts("mute") >= 1 && local.pids("mute").iter().any(|&p| p != first)
+    })
+    .await;
+    assert!(!alive(first), "the never-ready child was killed");
+    assert_eq!(local.counts("mute").ready, 0);
+
+    let pids = local.pids("mute");
+    local.shutdown().await;
+    assert_eq!(local.counts("mute"), Counts::default());
+    assert!(pids.iter().all(|&p| !alive(p)), "shutdown left {pids:?}");
+    assert!(
+        local.scale("nothing", 1).await.is_err(),
+        "an unknown service is an error"
+    );
+}
+
+async fn eventually(what: &str, f: impl Fn() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !f() {
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// `microbadger scaler` is a dry run: it records decisions and starts no process.
+#[test]
+fn scaler_command_records_decisions_and_starts_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = format!("sqlite://{}", dir.path().join("mb.db").display());
+    let mut scaler = Command::new(env!("CARGO_BIN_EXE_microbadger"))
+        .arg("scaler")
+        .env("MICROBADGER_DATABASE_URL", &db)
+        .env_remove("MICROBADGER_REDIS_URL")
+        .env("MICROBADGER_SCALER_TICK_MS", "100")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let store = rt.block_on(Store::connect(&db)).unwrap();
+    wait_until("a few decisions", Duration::from_secs(30), || {
+        rt.block_on(store.decisions_since(0.0))
+            .is_ok_and(|d| d.len() >= 2)
+    });
+    assert!(
+        children_of(scaler.id()).is_empty(),
+        "a dry run starts nothing"
+    );
+    let decisions = rt.block_on(store.decisions_since(0.0)).unwrap();
+    let last = decisions.last().unwrap();
+    let names: Vec<&str> = last.services.iter().map(|s| s.service.as_str()).collect();
+    assert_eq!(names, ["web", "worker"]);
+    assert!(last.services.iter().all(|s| s.granted >= 1), "{last:?}");
+    signal(scaler.id(), "-TERM");
+    assert!(wait_exit(&mut scaler, Duration::from_secs(20)).success());
+}
