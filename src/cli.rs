@@ -308,19 +308,13 @@ async fn supervise(app: crate::app::App, local: bool) -> u8 {
     use crate::scaler::supervisor::{Supervisor, control_params};
     use std::sync::Arc;
 
-    if local
-        && app
-            .config
-            .web
-            .listen
-            .parse::<std::net::SocketAddr>()
-            .is_err()
-    {
-        eprintln!(
-            "microbadger: MICROBADGER_LISTEN: expected host:port, got {:?}",
-            app.config.web.listen
-        );
-        return exit::BAD_INPUT;
+    if local {
+        // Fail now, with the reason, when the web instances could not bind (a bad address, a
+        // port held by another program), instead of restarting crashing children forever.
+        match bind(&app) {
+            Ok(probe) => drop(probe),
+            Err(code) => return code,
+        }
     }
     let mut services = match Services::load(&app.config, |k| std::env::var_os(k).is_some()) {
         Ok(s) => s,
