@@ -223,7 +223,40 @@ fn base_env(cmd: &mut Command, db: &str, proxy_host: &str) {
         .env("MICROBADGER_JOB_LEASE_SECS", "10");
 }
 
-fn start_up(dir: &Path, db: &str, proxy_host: &str, port: u16, scaler_toml: &str) -> Child {
+/// A started process that is stopped when the test ends, even by a failed assertion: SIGTERM
+/// (so `up` stops its children), then SIGKILL after 30 s.
+struct Stopped(Child);
+
+impl std::ops::Deref for Stopped {
+    type Target = Child;
+    fn deref(&self) -> &Child {
+        &self.0
+    }
+}
+
+impl std::ops::DerefMut for Stopped {
+    fn deref_mut(&mut self) -> &mut Child {
+        &mut self.0
+    }
+}
+
+impl Drop for Stopped {
+    fn drop(&mut self) {
+        if matches!(self.0.try_wait(), Ok(None)) {
+            let _ = Command::new("kill")
+                .args(["-TERM", &self.0.id().to_string()])
+                .status();
+            let deadline = Instant::now() + Duration::from_secs(30);
+            while matches!(self.0.try_wait(), Ok(None)) && Instant::now() < deadline {
+                std::thread::sleep(Duration::from_millis(50));
+            }
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+}
+
+fn start_up(dir: &Path, db: &str, proxy_host: &str, port: u16, scaler_toml: &str) -> Stopped {
     let config = dir.join("scaler.toml");
     std::fs::write(&config, scaler_toml).unwrap();
     let log = std::fs::File::create(dir.join("up.log")).unwrap();
@@ -239,6 +272,7 @@ fn start_up(dir: &Path, db: &str, proxy_host: &str, port: u16, scaler_toml: &str
         .stdout(Stdio::null())
         .stderr(log)
         .spawn()
+        .map(Stopped)
         .expect("start up")
 }
 
@@ -673,6 +707,7 @@ fn scaler_command_records_decisions_and_starts_nothing() {
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()
+        .map(Stopped)
         .unwrap();
     let rt = tokio::runtime::Runtime::new().unwrap();
     let store = rt.block_on(Store::connect(&db)).unwrap();
