@@ -1,5 +1,5 @@
 //! A validator for the OpenAPI document's JSON schemas, for tests that check responses
-//! against `/v1/openapi.json` (the same rules as the one in `tests/web_api.rs`).
+//! against `/v1/openapi.json` (`tests/web_api.rs`, `tests/web_scaler.rs`).
 
 use chrono::DateTime;
 use serde_json::{Value, json};
