@@ -10,7 +10,8 @@
 //! For a [`MetricKind::QueueDepth`] service (the worker tier):
 //!
 //! ```text
-//! n_raw = (λ̂ + max(0, backlog − target) / drain_time) / μ̂
+//! R     = (λ̂ + max(0, backlog − target) / drain_time) / μ̂      offered load, in instances
+//! n_raw = R + β·√R                                               β = QUEUE_BETA = 1
 //! ```
 //!
 //! - `λ̂` (jobs/s): arrival rate, EWMA-smoothed with a half-life of `ewma_half_life` seconds
@@ -22,20 +23,26 @@
 //! - `μ̂` (jobs/s per instance): completion rate divided by the **ready** instances,
 //!   EWMA-smoothed; `initial_service_rate` until a measurement exists. A sample taken while
 //!   no job is waiting (`backlog − in_service < 0.5`) only measures throughput, not capacity,
-//!   so it may raise the estimate but never lower it (otherwise an idle pool would "measure"
-//!   `μ = λ / n` and confirm its own size forever).
+//!   so it is ignored (otherwise an idle pool would "measure" `μ = λ / n` and confirm its own
+//!   size forever; taking only the higher idle samples would bias the estimate upward).
+//! - `β·√R`: square-root staffing (Halfin-Whitt). A pool sized at exactly `R` runs at 100%
+//!   and its queue random-walks over the target; `√R` spare instances keep waiting rare at a
+//!   cost that shrinks relative to the load as it grows.
 //!
 //! For a [`MetricKind::InFlight`] service (the web tier), Little's law `L = λ·W`: the mean
 //! number of requests in flight is the arrival rate times the time each spends in the
-//! service. With `Ŵ` the EWMA of `backlog / completion_rate` (seconds in the system),
+//! service. With `L̄` the EWMA of in-flight requests and `X̂` the EWMA of completions,
+//! `W = L̄ / X̂`, so
 //!
 //! ```text
-//! n_raw = max(λ̂ · Ŵ, in_flight_now) / target        (target = in-flight per instance)
+//! L̂     = L̄ · λ̂ / X̂                  (λ̂/X̂ capped at MAX_GROWTH = 4)
+//! n_raw = (L̂ + z·√L̂) / target         z = IN_FLIGHT_Z = 2.33, target = in-flight per instance
 //! ```
 //!
-//! The `in_flight_now` floor makes a sudden surge act at once, before the smoothed rates have
-//! caught up; noise it adds upward is absorbed by the tolerance band and by the scale-down
-//! stabilization. When rates are not measured, `n_raw = in_flight_now / target`.
+//! When arrivals outpace completions (a surge) `L̂` rises ahead of the measured in-flight
+//! count. The count of requests in flight fluctuates like a Poisson count (variance = mean),
+//! so sizing for the mean keeps each instance over target about half of the time (this is
+//! what HPA does); `z·√L̂` sizes for the 99th percentile instead.
 //!
 //! # Damping, in order (each step exists for a reason)
 //!
@@ -49,9 +56,12 @@
 //! 3. **Scale-down stabilization** (`scale_down_window` s): the count goes down only to the
 //!    highest recommendation made within the window (HPA's rule). A dip in demand shorter than
 //!    the window does not stop instances that would be needed again.
-//! 4. **Scale-down rate** (`scale_down_rate` instances/s): a budget refilled at that rate,
-//!    holding at most `max(1, max_step_up)` instances. Removes capacity gradually, so an
-//!    estimate that was wrong can be corrected before everything is gone.
+//! 4. **Scale-down rate** (`scale_down_rate` instances/s): one scale-down per
+//!    `scale_down_period` (15 s), of at most `ceil(rate × period)` instances (HPA's policy
+//!    form). Removes capacity gradually, so an estimate that was wrong can be corrected before
+//!    everything is gone, and in few actions. A new controller treats the current count as
+//!    recommended at its first observation, so nothing is removed before one window of
+//!    evidence.
 //! 5. **Minimum lifetime** (`min_lifetime` s): an instance started less than that long ago is
 //!    not stopped. Starting one has a cost (time, warm-up) that a short life does not repay.
 //! 6. **min / max** of the service spec.
@@ -77,6 +87,19 @@ use std::collections::VecDeque;
 
 use super::{Clamp, MetricKind, Observation, ServiceSpec};
 
+/// Standard normal quantile for the in-flight headroom: requests in flight fluctuate like a
+/// Poisson count (variance = mean), so sizing for `L + z·√L` keeps the in-flight count under
+/// target about 99% of the time instead of about half of it.
+pub const IN_FLIGHT_Z: f64 = 2.33;
+
+/// Square-root staffing factor for queue services: `n = R + β·√R` with `R` the offered load
+/// in instances. With β = 1 a job waits at all only about a fifth of the time.
+pub const QUEUE_BETA: f64 = 1.0;
+
+/// The largest factor by which arrivals outpacing completions may scale the expected in-flight
+/// count in one decision (a guard against a near-zero measured throughput).
+pub const MAX_GROWTH: f64 = 4.0;
+
 /// The controller's parameters. All durations in seconds, all rates per second.
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct ControlParams {
@@ -88,8 +111,11 @@ pub struct ControlParams {
     pub scale_down_window: f64,
     /// Instances added per decision at most, 4.
     pub max_step_up: u32,
-    /// Instances removed per second at most (a refilling budget), 0.2.
+    /// Instances removed per second at most, 0.2: one scale-down per `scale_down_period`,
+    /// of at most `ceil(rate × period)` instances.
     pub scale_down_rate: f64,
+    /// Seconds between two scale-downs, 15.0 (HPA's policy period).
+    pub scale_down_period: f64,
     /// An instance is not stopped younger than this, 10.0.
     pub min_lifetime: f64,
     /// Half-life of the rate estimates, 5.0.
@@ -112,6 +138,7 @@ impl Default for ControlParams {
             scale_down_window: 60.0,
             max_step_up: 4,
             scale_down_rate: 0.2,
+            scale_down_period: 15.0,
             min_lifetime: 10.0,
             ewma_half_life: 5.0,
             initial_service_rate: 1.0,
@@ -142,16 +169,18 @@ pub struct Controller {
     lambda: Option<f64>,
     /// Smoothed service rate per ready instance (per second), QueueDepth only.
     mu: Option<f64>,
-    /// Smoothed time in the system (seconds), InFlight only.
-    wait: Option<f64>,
+    /// Smoothed requests in flight, InFlight only.
+    in_flight: Option<f64>,
+    /// Smoothed completion rate (per second), InFlight only.
+    throughput: Option<f64>,
     /// Time of the last fresh observation used for the estimates.
     last_update: Option<f64>,
     /// Time of the last observation (fresh or not).
     last_now: Option<f64>,
     /// (time, recommendation) within the scale-down window.
     recommendations: VecDeque<(f64, u32)>,
-    /// Scale-down budget, in instances.
-    down_budget: f64,
+    /// When the count last went down.
+    last_down: Option<f64>,
     /// Start times of live instances, oldest first (adopted ones at −∞).
     started: VecDeque<f64>,
     /// First-seen times of instances currently starting, oldest first.
@@ -164,17 +193,17 @@ pub struct Controller {
 
 impl Controller {
     pub fn new(spec: &ServiceSpec, params: ControlParams) -> Controller {
-        let down_budget = params.max_step_up.max(1) as f64;
         Controller {
             spec: spec.clone(),
             params,
             lambda: None,
             mu: None,
-            wait: None,
+            in_flight: None,
+            throughput: None,
             last_update: None,
             last_now: None,
             recommendations: VecDeque::new(),
-            down_budget,
+            last_down: None,
             started: VecDeque::new(),
             starting_since: VecDeque::new(),
             stale: 0,
@@ -208,8 +237,12 @@ impl Controller {
     pub fn propose(&mut self, obs: &Observation) -> Proposal {
         let now = obs.now;
         let live = obs.ready + obs.starting;
-        self.refill_budget(now);
         self.last_now = Some(now);
+        if self.last_live.is_none() {
+            // No history yet: the current count counts as recommended now, so nothing is
+            // scaled down before one stabilization window of evidence.
+            self.recommendations.push_back((now, live));
+        }
         self.sync_instances(now, live);
         self.track_starting(now, obs.starting);
         self.last_live = Some(live);
@@ -326,18 +359,21 @@ impl Controller {
                 ));
                 desired = highest;
             }
-            // 4. Scale-down rate.
+            // 4. Scale-down rate: one step per period, of at most rate × period instances.
             if desired < current {
-                let allowed = self.down_budget.floor().max(0.0) as u32;
-                let floor = current.saturating_sub(allowed);
+                let period = self.params.scale_down_period;
+                let floor = match self.last_down {
+                    Some(t) if now - t < period => current,
+                    _ => current.saturating_sub(self.down_step()),
+                };
                 if desired < floor {
                     clamps.push(clamp(
                         "rate",
                         desired,
                         floor,
                         format!(
-                            "at most {} instances removed per second",
-                            self.params.scale_down_rate
+                            "at most {} instances removed per {period:.0} s",
+                            self.down_step()
                         ),
                     ));
                     desired = floor;
@@ -411,11 +447,10 @@ impl Controller {
     /// Tell the controller what was applied at `now` (target count), for rate limits and
     /// instance lifetimes.
     pub fn applied(&mut self, now: f64, target: u32) {
-        self.refill_budget(now);
         self.last_now = Some(now.max(self.last_now.unwrap_or(now)));
         let live = self.last_live.unwrap_or(self.started.len() as u32);
         if target < live {
-            self.down_budget = (self.down_budget - (live - target) as f64).max(0.0);
+            self.last_down = Some(now);
         }
         let booked = self.started.len() as u32;
         if target > booked {
@@ -430,11 +465,16 @@ impl Controller {
         self.last_live = Some(target);
     }
 
-    fn refill_budget(&mut self, now: f64) {
-        if let Some(last) = self.last_now {
-            let dt = (now - last).max(0.0);
-            let cap = self.params.max_step_up.max(1) as f64;
-            self.down_budget = (self.down_budget + dt * self.params.scale_down_rate).min(cap);
+    /// Instances one scale-down step may remove: `rate × period`, at least one.
+    fn down_step(&self) -> u32 {
+        if self.params.scale_down_period <= 0.0 {
+            return u32::MAX;
+        }
+        let n = (self.params.scale_down_rate * self.params.scale_down_period).ceil();
+        if n.is_finite() && n >= 1.0 {
+            n.min(u32::MAX as f64) as u32
+        } else {
+            1
         }
     }
 
@@ -514,6 +554,9 @@ impl Controller {
         if let Some(arrivals) = obs.arrival_rate.filter(|r| r.is_finite() && *r >= 0.0) {
             self.lambda = Some(blend(self.lambda, arrivals));
         }
+        if self.spec.metric == MetricKind::InFlight && obs.backlog.is_finite() {
+            self.in_flight = Some(blend(self.in_flight, obs.backlog.max(0.0)));
+        }
         let Some(completions) = obs.completion_rate.filter(|r| r.is_finite() && *r >= 0.0) else {
             return;
         };
@@ -525,29 +568,13 @@ impl Controller {
                 let sample = completions / obs.ready as f64;
                 let waiting = obs.backlog - obs.in_service;
                 let saturated = waiting >= 0.5;
-                if sample <= 0.0 && !saturated {
-                    return;
-                }
-                match self.mu {
-                    // Idle instances: the sample is a lower bound on capacity.
-                    Some(mu) if !saturated && sample <= mu => {}
-                    Some(_) if !saturated => self.mu = Some(blend(self.mu, sample)),
-                    None if !saturated => {
-                        if sample > self.params.initial_service_rate {
-                            self.mu = Some(sample);
-                        }
-                    }
-                    _ => {
-                        if sample > 0.0 {
-                            self.mu = Some(blend(self.mu, sample));
-                        }
-                    }
+                // Only a saturated pool measures capacity; an idle one measures throughput.
+                if saturated && sample > 0.0 {
+                    self.mu = Some(blend(self.mu, sample));
                 }
             }
             MetricKind::InFlight => {
-                if completions > 0.0 && obs.backlog >= 0.0 {
-                    self.wait = Some(blend(self.wait, obs.backlog / completions));
-                }
+                self.throughput = Some(blend(self.throughput, completions));
             }
         }
     }
@@ -567,7 +594,10 @@ impl Controller {
                 if mu <= 0.0 {
                     return f64::INFINITY;
                 }
-                let mut n = (lambda + drain) / mu;
+                let load = (lambda + drain) / mu;
+                // Square-root staffing: queues form when busy instances ≈ load, so keep
+                // √load spare (Halfin-Whitt, β = 1).
+                let mut n = load + QUEUE_BETA * load.sqrt();
                 // Work waiting with no arrivals measured still needs one instance.
                 if obs.backlog > 0.0 {
                     n = n.max(1.0);
@@ -578,11 +608,14 @@ impl Controller {
                 if target <= 0.0 {
                     return f64::INFINITY;
                 }
-                let little = match (self.lambda, self.wait) {
-                    (Some(l), Some(w)) => l * w,
-                    _ => 0.0,
+                let mean = self.in_flight.unwrap_or(0.0);
+                // Little's law with W = L̄ / X̂: expected in flight at the arrival rate.
+                let expected = match (self.lambda, self.throughput) {
+                    (Some(l), Some(x)) if x > 0.0 => mean * (l / x).clamp(0.0, MAX_GROWTH),
+                    _ => mean,
                 };
-                little.max(obs.backlog.max(0.0)) / target
+                let headroom = expected + IN_FLIGHT_Z * expected.sqrt();
+                headroom / target
             }
         }
     }
@@ -652,15 +685,20 @@ mod tests {
         assert_eq!(p.fallback, None);
     }
 
+    /// `R + β·√R`, the law's output for an offered load of `R` instances.
+    fn staffed(r: f64) -> f64 {
+        r + QUEUE_BETA * r.sqrt()
+    }
+
     #[test]
     fn feed_forward_rate_over_measured_service_rate() {
         let mut c = Controller::new(&queue(1, 20), ControlParams::default());
-        // 3 ready instances, saturated (40 waiting < target 50), completing 10/s in all:
-        // μ = 3.33/s each; 10 arrivals/s need exactly 3.
+        // 3 ready instances, saturated (jobs waiting), completing 10/s in all: μ = 3.33/s
+        // each; 10 arrivals/s are an offered load of 3 instances, plus √3 spare.
         let p = c.propose(&obs(0.0, 3, 40.0, 10.0, 10.0));
         assert!((c.service_rate() - 10.0 / 3.0).abs() < 1e-9);
-        assert!((p.raw - 3.0).abs() < 1e-9, "raw {}", p.raw);
-        assert_eq!(p.desired, 3);
+        assert!((p.raw - staffed(3.0)).abs() < 1e-9, "raw {}", p.raw);
+        assert_eq!(p.desired, 5);
         assert!(p.clamps.is_empty(), "{:?}", p.clamps);
     }
 
@@ -668,19 +706,20 @@ mod tests {
     fn backlog_above_target_is_drained_within_drain_time() {
         let mut c = Controller::new(&queue(1, 20), ControlParams::default());
         // 150 waiting, target 50: 100 extra over 10 s = 10/s on top of 10/s arriving;
-        // μ = 2/s each from 4 ready completing 8/s.
+        // μ = 2/s each from 4 ready completing 8/s: a load of 10 instances.
         let p = c.propose(&obs(0.0, 4, 150.0, 10.0, 8.0));
-        assert!((p.raw - 10.0).abs() < 1e-9, "raw {}", p.raw);
+        assert!((p.raw - staffed(10.0)).abs() < 1e-9, "raw {}", p.raw);
         // Step limit: at most 4 more than the current 4.
         assert_eq!(p.desired, 8);
         assert_eq!(kinds(&p), ["step"]);
-        assert_eq!((p.clamps[0].from, p.clamps[0].to), (10, 8));
+        assert_eq!((p.clamps[0].from, p.clamps[0].to), (14, 8));
     }
 
     #[test]
     fn initial_service_rate_until_measured() {
         let params = ControlParams {
             initial_service_rate: 2.0,
+            max_step_up: 10,
             ..ControlParams::default()
         };
         let mut c = Controller::new(&queue(0, 20), params);
@@ -688,27 +727,27 @@ mod tests {
         o.completion_rate = None;
         let p = c.propose(&o);
         assert_eq!(c.service_rate(), 2.0);
-        assert!((p.raw - 3.0).abs() < 1e-9);
-        assert_eq!(p.desired, 3);
+        assert!((p.raw - staffed(3.0)).abs() < 1e-9);
+        assert_eq!(p.desired, 5);
     }
 
     #[test]
-    fn idle_instances_do_not_lower_the_service_rate() {
+    fn idle_samples_do_not_change_the_service_rate() {
         let mut c = Controller::new(&queue(1, 20), ControlParams::default());
         c.propose(&obs(0.0, 2, 10.0, 6.0, 6.0)); // saturated: μ = 3
         assert!((c.service_rate() - 3.0).abs() < 1e-9);
         // 10 idle instances complete the 6/s that arrive: 0.6 each is throughput, not
-        // capacity. The estimate must stay 3, and the law must ask for 2, not 10.
+        // capacity. The estimate must stay 3, so the law sizes for a load of 2, not 10.
         let mut idle = obs(1.0, 10, 0.0, 6.0, 6.0);
         idle.in_service = 0.0;
         let p = c.propose(&idle);
         assert!((c.service_rate() - 3.0).abs() < 1e-9);
-        assert!((p.raw - 2.0).abs() < 0.01, "raw {}", p.raw);
-        // A higher idle sample is a valid lower bound and raises it.
+        assert!((p.raw - staffed(2.0)).abs() < 1e-9, "raw {}", p.raw);
+        // A higher idle sample is noise as likely as capacity: ignored too.
         let mut fast = obs(2.0, 1, 0.0, 4.0, 4.0);
         fast.in_service = 0.5;
         c.propose(&fast);
-        assert!(c.service_rate() > 3.0);
+        assert!((c.service_rate() - 3.0).abs() < 1e-9);
     }
 
     #[test]
@@ -733,58 +772,58 @@ mod tests {
     #[test]
     fn tolerance_band_holds_the_current_count() {
         let mut c = Controller::new(&queue(1, 20), ControlParams::default());
-        // μ = 3, λ = 9.6 -> raw 3.2 with 3 running: within 10%.
-        let p = c.propose(&obs(0.0, 3, 10.0, 9.6, 9.0));
-        assert!((p.raw - 3.2).abs() < 1e-9);
+        // μ = 3, λ = 5.4: load 1.8, raw 1.8 + √1.8 = 3.14 with 3 running: within 10%.
+        let p = c.propose(&obs(0.0, 3, 10.0, 5.4, 9.0));
+        assert!((p.raw - staffed(1.8)).abs() < 1e-9);
         assert_eq!(p.desired, 3);
         assert_eq!(kinds(&p), ["tolerance"]);
         assert_eq!((p.clamps[0].from, p.clamps[0].to), (4, 3));
     }
 
     #[test]
-    fn scale_down_waits_for_the_stabilization_window() {
+    fn scale_down_waits_for_the_window_then_steps_by_the_rate() {
         let params = ControlParams {
             ewma_half_life: 0.0,
             ..ControlParams::default()
         };
         let mut c = Controller::new(&queue(1, 20), params);
-        let p = c.propose(&obs(0.0, 6, 10.0, 18.0, 18.0)); // μ 3, wants 6
-        assert_eq!(p.desired, 6);
-        c.applied(0.0, 6);
-        // Demand drops to 3 instances' worth: held at 6 for the whole window.
-        for t in [1.0, 30.0, 59.0] {
-            let p = c.propose(&obs(t, 6, 10.0, 9.0, 18.0));
+        // 6 adopted instances, μ 3, λ 0.75: a load of 0.25 instances wants 1. With no
+        // history, the current 6 counts as recommended at t=0: held for the whole window.
+        for t in [0.0, 1.0, 30.0, 59.0] {
+            let p = c.propose(&obs(t, 6, 10.0, 0.75, 18.0));
             assert_eq!(p.desired, 6, "t={t}");
             assert_eq!(kinds(&p), ["stabilization"], "t={t}");
             c.applied(t, 6);
         }
-        // After the window the recommendation of 6 has expired; it goes down.
-        let p = c.propose(&obs(61.0, 6, 10.0, 9.0, 18.0));
+        // After the window: down, by at most ceil(0.2/s × 15 s) = 3 in one step.
+        let p = c.propose(&obs(61.0, 6, 10.0, 0.75, 18.0));
         assert_eq!(p.desired, 3, "{:?}", p.clamps);
+        assert_eq!(kinds(&p), ["rate"]);
+        c.applied(61.0, 3);
+        // The next step waits one period (15 s).
+        let p = c.propose(&obs(70.0, 3, 10.0, 0.75, 9.0));
+        assert_eq!(p.desired, 3);
+        assert_eq!(kinds(&p), ["rate"]);
+        let p = c.propose(&obs(76.0, 3, 10.0, 0.75, 9.0));
+        assert_eq!(p.desired, 1, "{:?}", p.clamps);
     }
 
     #[test]
-    fn scale_down_rate_limits_removals() {
+    fn a_recommendation_within_the_window_holds_the_count() {
         let params = ControlParams {
             ewma_half_life: 0.0,
-            scale_down_window: 0.0,
             ..ControlParams::default()
         };
         let mut c = Controller::new(&queue(1, 20), params);
-        // 10 adopted instances (old), demand for 1.
-        let p = c.propose(&obs(0.0, 10, 0.0, 1.0, 10.0));
-        // Full budget is max_step_up = 4.
-        assert_eq!(p.desired, 6);
-        assert_eq!(kinds(&p), ["rate"]);
-        c.applied(0.0, 6);
-        // The budget is empty; it refills at 0.2 per second: one more after 5 s.
-        let p = c.propose(&obs(1.0, 6, 0.0, 1.0, 10.0));
-        assert_eq!(p.desired, 6);
-        let p = c.propose(&obs(5.0, 6, 0.0, 1.0, 10.0));
+        c.propose(&obs(0.0, 3, 10.0, 0.75, 9.0));
+        // At t=100 demand asks for 5 (load 3: 3 + √3 = 4.7): scale up at once.
+        let p = c.propose(&obs(100.0, 3, 10.0, 9.0, 9.0));
         assert_eq!(p.desired, 5);
-        c.applied(5.0, 5);
-        let p = c.propose(&obs(6.0, 5, 0.0, 1.0, 10.0));
+        c.applied(100.0, 5);
+        // A dip at t=130 does not bring it down: 5 was recommended 30 s ago.
+        let p = c.propose(&obs(130.0, 5, 10.0, 0.75, 15.0));
         assert_eq!(p.desired, 5);
+        assert_eq!(kinds(&p), ["stabilization"]);
     }
 
     #[test]
@@ -792,28 +831,29 @@ mod tests {
         let params = ControlParams {
             ewma_half_life: 0.0,
             scale_down_window: 0.0,
+            scale_down_period: 0.0,
             scale_down_rate: 100.0,
             max_step_up: 10,
             ..ControlParams::default()
         };
         let mut c = Controller::new(&queue(1, 20), params);
-        let p = c.propose(&obs(0.0, 2, 10.0, 18.0, 6.0)); // μ 3, wants 6
-        assert_eq!(p.desired, 6);
-        c.applied(0.0, 6);
-        // At t=5 demand is gone: the 2 adopted ones may go, the 4 new ones may not.
-        let p = c.propose(&obs(5.0, 6, 0.0, 0.0, 0.0));
-        assert_eq!(p.desired, 4);
+        let p = c.propose(&obs(0.0, 2, 10.0, 18.0, 6.0)); // μ 3, load 6: 6 + √6 = 8.4
+        assert_eq!(p.desired, 9);
+        c.applied(0.0, 9);
+        // At t=5 demand is gone: the 2 adopted ones may go, the 7 new ones may not.
+        let p = c.propose(&obs(5.0, 9, 0.0, 0.0, 0.0));
+        assert_eq!(p.desired, 7);
         assert_eq!(kinds(&p), ["lifetime"]);
-        c.applied(5.0, 4);
+        c.applied(5.0, 7);
         // At t=10 they are 10 s old.
-        let p = c.propose(&obs(10.0, 4, 0.0, 0.0, 0.0));
+        let p = c.propose(&obs(10.0, 7, 0.0, 0.0, 0.0));
         assert_eq!(p.desired, 1);
     }
 
     #[test]
     fn min_and_max_of_the_spec() {
         let mut c = Controller::new(&queue(2, 5), ControlParams::default());
-        let p = c.propose(&obs(0.0, 2, 0.0, 0.0, 0.0));
+        let p = c.propose(&obs(0.0, 0, 0.0, 0.0, 0.0));
         assert_eq!(p.desired, 2);
         assert_eq!(kinds(&p), ["min"]);
         let mut c = Controller::new(&queue(2, 5), ControlParams::default());
@@ -864,7 +904,7 @@ mod tests {
             ..ControlParams::default()
         };
         let mut c = Controller::new(&queue(1, 20), params);
-        let mut o = obs(0.0, 2, 10.0, 12.0, 6.0); // μ 3, wants 4
+        let mut o = obs(0.0, 2, 10.0, 7.3, 6.0); // μ 3, load 2.43: wants 4
         let p = c.propose(&o);
         assert_eq!(p.desired, 4);
         c.applied(0.0, 4);
@@ -885,10 +925,10 @@ mod tests {
     }
 
     #[test]
-    fn in_flight_uses_littles_law() {
+    fn in_flight_uses_littles_law_with_headroom() {
         let s = spec(MetricKind::InFlight, 5.0, 1, 20);
         let mut c = Controller::new(&s, ControlParams::default());
-        // 100 req/s, 10 in flight, 100 completions/s: W = 0.1 s, L = 10 -> 2 instances.
+        // 10 in flight, arrivals = completions: L = 10, sized for 10 + 2.33·√10 at 5 each.
         let o = Observation {
             now: 0.0,
             backlog: 10.0,
@@ -901,17 +941,17 @@ mod tests {
             fresh: true,
         };
         let p = c.propose(&o);
-        assert!((p.raw - 2.0).abs() < 1e-9, "raw {}", p.raw);
-        assert_eq!(p.desired, 2);
-        // A surge in flight acts at once even before rates move.
-        let surge = Observation {
-            now: 0.5,
-            backlog: 40.0,
+        let want = (10.0 + IN_FLIGHT_Z * 10f64.sqrt()) / 5.0;
+        assert!((p.raw - want).abs() < 1e-9, "raw {}", p.raw);
+        assert_eq!(p.desired, 4);
+        // Arrivals at twice the completions: W = L/X stays, so L = λ·W doubles.
+        let mut c = Controller::new(&s, ControlParams::default());
+        let p = c.propose(&Observation {
+            arrival_rate: Some(200.0),
             ..o
-        };
-        let p = c.propose(&surge);
-        assert!(p.raw >= 8.0, "raw {}", p.raw);
-        assert_eq!(p.desired, 5, "step-limited from 1");
+        });
+        let want = (20.0 + IN_FLIGHT_Z * 20f64.sqrt()) / 5.0;
+        assert!((p.raw - want).abs() < 1e-9, "raw {}", p.raw);
     }
 
     #[test]

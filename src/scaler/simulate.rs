@@ -200,6 +200,22 @@ fn worker(capacity: u32, rate: Rate) -> ServiceModel {
     }
 }
 
+/// Start warm: each service with the instances its load at t = 0 needs at target (web:
+/// `λ·service_time / target`; worker: `λ·service_time`), at least its minimum. Every policy
+/// starts from the same counts, so a run measures the response to the scenario's shape, not a
+/// cold start.
+fn warm(mut services: Vec<ServiceModel>) -> Vec<ServiceModel> {
+    for s in &mut services {
+        let load = s.rate.at(0.0) * s.service_time;
+        let need = match s.spec.metric {
+            MetricKind::InFlight => load / s.spec.target,
+            MetricKind::QueueDepth => load / f64::from(s.slots.max(1)),
+        };
+        s.initial_instances = (need.ceil() as u32).clamp(s.spec.min, s.spec.max.max(s.spec.min));
+    }
+    services
+}
+
 impl Scenario {
     /// A built-in scenario by name (see [`SCENARIOS`]); `seed` shapes `bursty`.
     ///
@@ -216,7 +232,7 @@ impl Scenario {
     /// worker also has the hourly refresh of every image queued (3000 jobs), so it always has
     /// work to fill whatever web leaves.
     pub fn builtin(name: &str, seed: u64) -> Option<Scenario> {
-        let c = 12;
+        let c = 16;
         let (duration, capacity, web_rate, worker_rate, backlog) = match name {
             "step" => (
                 600.0,
@@ -294,13 +310,13 @@ impl Scenario {
             name: name.to_string(),
             duration,
             capacity,
-            services: vec![web(capacity, web_rate), w],
+            services: warm(vec![web(capacity, web_rate), w]),
         })
     }
 
     /// A scenario from a parsed trace, on capacity 12.
     pub fn from_trace(name: &str, trace: &Trace) -> Scenario {
-        let c = 12;
+        let c = 16;
         let web_rate = trace.web.clone().map_or(
             Rate::Steps(vec![(0.0, TRACE_DEFAULT_WEB_RATE)]),
             Rate::Steps,
@@ -309,10 +325,10 @@ impl Scenario {
             name: name.to_string(),
             duration: trace.duration,
             capacity: c,
-            services: vec![
+            services: warm(vec![
                 web(c, web_rate),
                 worker(c, Rate::Steps(trace.worker.clone())),
-            ],
+            ]),
         }
     }
 }
@@ -772,8 +788,9 @@ pub fn run(config: &SimConfig) -> Report {
                     now: t,
                     backlog: s.backlog(),
                     in_service: s.in_service() as f64,
-                    arrival_rate: Some(s.arrived_tick as f64 / elapsed),
-                    completion_rate: Some(s.completed_tick as f64 / elapsed),
+                    // Nothing is measured before the first interval.
+                    arrival_rate: (k > 0).then(|| s.arrived_tick as f64 / elapsed),
+                    completion_rate: (k > 0).then(|| s.completed_tick as f64 / elapsed),
                     ready,
                     starting,
                     stopping,
