@@ -136,3 +136,27 @@ async fn only_get_and_head_take_the_fast_path() {
     assert_eq!(post.status, 405);
     assert_eq!(app.state.cache.counts().0, 1);
 }
+
+#[tokio::test]
+async fn fast_path_route_labels_are_the_routers_own() {
+    let app = TestApp::new(|_| {}).await;
+    // A bad name under each prefix is routed (nothing is cached) and answered 400 by its
+    // handler, so the metrics show the label the router gives that route.
+    for (prefix, _) in microbadger::web::FAST_PATH_ROUTES {
+        let resp = app.get(&format!("{prefix}Bad..Name")).await;
+        assert_eq!(resp.status, 400, "{prefix}: {}", resp.text());
+    }
+    let text = app.get("/metrics").await.text();
+    for (prefix, route) in microbadger::web::FAST_PATH_ROUTES {
+        let label = format!("route=\"{route}\"");
+        assert_eq!(
+            metric(
+                &text,
+                "microbadger_http_requests_total",
+                &[&label, r#"status="400""#]
+            ),
+            1.0,
+            "{prefix}"
+        );
+    }
+}
