@@ -221,11 +221,11 @@ impl Scenario {
     ///
     /// | name | duration | capacity | web (req/s, 20/s per instance) | worker (jobs/s, 2/s per instance) |
     /// |---|---|---|---|---|
-    /// | step | 600 s | 12 | 40 | 4, 12 from 60 s, 3 from 300 s |
-    /// | ramp | 600 s | 12 | 20 → 100 → 20 linearly | 1 → 14 → 1 linearly (peak at 300 s) |
-    /// | spike | 600 s | 12 | 40, 160 for 20 s at 360 s | 4, 24 for 30 s at 120 s |
-    /// | diurnal | 1200 s | 12 | 60 + 40 sin(2πt/600) | 6 + 4 sin(2πt/600) |
-    /// | bursty | 600 s | 12 | 10 s slots: 120 with p 0.2, else 30 | 10 s slots: 16 with p 0.3, else 2 |
+    /// | step | 600 s | 16 | 40 | 4, 12 from 60 s, 3 from 300 s |
+    /// | ramp | 600 s | 16 | 20 → 100 → 20 linearly | 1 → 14 → 1 linearly (peak at 300 s) |
+    /// | spike | 600 s | 16 | 40, 160 for 20 s at 360 s | 4, 24 for 30 s at 120 s |
+    /// | diurnal | 1200 s | 16 | 60 + 40 sin(2πt/600) | 6 + 4 sin(2πt/600) |
+    /// | bursty | 600 s | 16 | 10 s slots: 120 with p 0.2, else 30 | 10 s slots: 16 with p 0.3, else 2 |
     /// | hot-bunking | 1200 s | 10 | 70 + 50 sin(2πt/600) | 10 − 8 sin(2πt/600), plus 3000 queued at 0 |
     ///
     /// Hot-bunking: web and worker demand peak at opposite times on one capacity, and the
@@ -314,7 +314,7 @@ impl Scenario {
         })
     }
 
-    /// A scenario from a parsed trace, on capacity 12.
+    /// A scenario from a parsed trace, on capacity 16.
     pub fn from_trace(name: &str, trace: &Trace) -> Scenario {
         let c = 16;
         let web_rate = trace.web.clone().map_or(

@@ -1,0 +1,348 @@
+//! The simulator as a regression suite: every built-in scenario, start-up delays of 1 s and
+//! 10 s, every policy under our allocator. Also determinism, trace parsing and the CLI.
+//!
+//! Issue 5's targets against HPA (ours at most half of HPA's time over target, no more
+//! scaling actions, at most 110% of its instance-seconds; hot-bunking: priority 1 at target
+//! 99% of the time with utilisation of 80% or more) are NOT all met by the current control
+//! law; `docs/BENCHMARKS.md` ("Scaler") has the table. The assertions here are the properties
+//! that hold, with the margins measured, so a regression shows.
+
+use std::process::Command;
+
+use microbadger::scaler::simulate::{
+    Policy, Report, SCENARIOS, Scenario, SimConfig, parse_trace, run,
+};
+
+fn sim(scenario: &str, policy: Policy, delay: f64) -> Report {
+    let s = Scenario::builtin(scenario, 1).expect("built-in scenario");
+    run(&SimConfig::new(s, policy, delay, 1))
+}
+
+/// Every scenario x delay, with ours and HPA side by side.
+fn pairs() -> Vec<(Report, Report)> {
+    let mut out = Vec::new();
+    for delay in [1.0, 10.0] {
+        for name in SCENARIOS {
+            out.push((
+                sim(name, Policy::Ours, delay),
+                sim(name, Policy::Hpa, delay),
+            ));
+        }
+    }
+    out
+}
+
+#[test]
+fn no_policy_ever_exceeds_capacity_under_our_allocator() {
+    for delay in [1.0, 10.0] {
+        for name in SCENARIOS {
+            for policy in Policy::ALL {
+                let r = sim(name, policy, delay);
+                assert_eq!(
+                    r.capacity_violations,
+                    0,
+                    "{name} {} start {delay}s",
+                    policy.name()
+                );
+                for s in &r.services {
+                    assert!(
+                        s.max_instances <= r.capacity,
+                        "{name} {}: {} peaked at {}",
+                        policy.name(),
+                        s.name,
+                        s.max_instances
+                    );
+                }
+            }
+        }
+    }
+}
+
+#[test]
+fn ours_against_hpa_on_every_scenario() {
+    let mut lines = Vec::new();
+    for (ours, hpa) in pairs() {
+        let id = format!("{} start {}s", ours.scenario, ours.start_delay_s);
+        let (ow, hw) = (&ours.services[0], &hpa.services[0]);
+        assert_eq!(ow.name, "web");
+        // The priority-1 service: ours keeps it at target more of the time than HPA (web
+        // over target below 0.75x of HPA's; the largest measured is bursty at 10 s, 0.73x).
+        assert!(
+            ours.p1_sla_met_pct >= hpa.p1_sla_met_pct,
+            "{id}: p1 at target {} vs HPA {}",
+            ours.p1_sla_met_pct,
+            hpa.p1_sla_met_pct
+        );
+        assert!(
+            ow.time_over_target_pct <= 0.75 * hw.time_over_target_pct,
+            "{id}: web over target {} vs HPA {}",
+            ow.time_over_target_pct,
+            hw.time_over_target_pct
+        );
+        // Cost: measured at most 1.19x HPA's instance-seconds (step, 1 s start-up).
+        assert!(
+            ours.instance_seconds <= 1.25 * hpa.instance_seconds,
+            "{id}: instance-seconds {} vs HPA {}",
+            ours.instance_seconds,
+            hpa.instance_seconds
+        );
+        lines.push(format!(
+            "{id}: over {:.1}% vs {:.1}%, actions {} vs {}, inst-s {:.0} vs {:.0}",
+            ours.time_over_target_pct,
+            hpa.time_over_target_pct,
+            ours.scaling_actions,
+            hpa.scaling_actions,
+            ours.instance_seconds,
+            hpa.instance_seconds
+        ));
+    }
+    println!("{}", lines.join("\n"));
+}
+
+#[test]
+fn step_load_meets_the_issue_targets_against_hpa() {
+    // The one scenario where all three of issue 5's comparisons hold but actions.
+    for delay in [1.0, 10.0] {
+        let (ours, hpa) = (
+            sim("step", Policy::Ours, delay),
+            sim("step", Policy::Hpa, delay),
+        );
+        assert!(
+            ours.time_over_target_pct <= 0.5 * hpa.time_over_target_pct,
+            "start {delay}s: {} vs {}",
+            ours.time_over_target_pct,
+            hpa.time_over_target_pct
+        );
+        assert!(ours.peak_queue_over_target < hpa.peak_queue_over_target);
+        assert!(ours.p95_wait_s <= hpa.p95_wait_s);
+    }
+}
+
+#[test]
+fn hot_bunking_favours_priority_one_and_keeps_capacity_busy() {
+    for delay in [1.0, 10.0] {
+        let ours = sim("hot-bunking", Policy::Ours, delay);
+        for policy in [Policy::Hpa, Policy::Keda, Policy::Microscaling] {
+            let other = sim("hot-bunking", policy, delay);
+            assert!(
+                ours.p1_sla_met_pct > other.p1_sla_met_pct,
+                "start {delay}s vs {}: p1 {} vs {}",
+                policy.name(),
+                ours.p1_sla_met_pct,
+                other.p1_sla_met_pct
+            );
+            assert!(
+                ours.utilization_pct > other.utilization_pct,
+                "start {delay}s vs {}: utilisation {} vs {}",
+                policy.name(),
+                ours.utilization_pct,
+                other.utilization_pct
+            );
+        }
+        // Measured: 92-94% and 58-60%; the issue asks for 99% and 80%.
+        assert!(ours.p1_sla_met_pct >= 90.0, "{}", ours.p1_sla_met_pct);
+        assert!(ours.utilization_pct >= 55.0, "{}", ours.utilization_pct);
+        // The worker fills what web leaves: together they hold the capacity.
+        let held: f64 = ours.services.iter().map(|s| s.mean_instances).sum();
+        assert!(held > 0.95 * f64::from(ours.capacity), "{held}");
+    }
+}
+
+#[test]
+fn microscaling_churns_and_ours_does_not() {
+    for delay in [1.0, 10.0] {
+        for name in SCENARIOS {
+            let ours = sim(name, Policy::Ours, delay);
+            let micro = sim(name, Policy::Microscaling, delay);
+            assert!(
+                ours.scaling_actions * 2 < micro.scaling_actions,
+                "{name} {delay}s: {} vs {}",
+                ours.scaling_actions,
+                micro.scaling_actions
+            );
+            assert!(
+                ours.time_over_target_pct < micro.time_over_target_pct
+                    || micro.time_over_target_pct == 100.0
+            );
+        }
+    }
+}
+
+#[test]
+fn same_seed_same_report_and_seeds_matter() {
+    let a = serde_json::to_string(&sim("bursty", Policy::Ours, 1.0)).unwrap();
+    let b = serde_json::to_string(&sim("bursty", Policy::Ours, 1.0)).unwrap();
+    assert_eq!(a, b);
+    let s = Scenario::builtin("bursty", 2).unwrap();
+    let c = serde_json::to_string(&run(&SimConfig::new(s, Policy::Ours, 1.0, 2))).unwrap();
+    assert_ne!(a, c);
+}
+
+#[test]
+fn report_has_the_issue_fields() {
+    let v = serde_json::to_value(sim("spike", Policy::Keda, 10.0)).unwrap();
+    for key in [
+        "time_over_target_pct",
+        "peak_queue_over_target",
+        "p95_wait_s",
+        "scaling_actions",
+        "instance_seconds",
+        "capacity_violations",
+        "p1_sla_met_pct",
+        "utilization_pct",
+        "services",
+    ] {
+        assert!(v.get(key).is_some(), "missing {key}");
+    }
+    assert_eq!(v["policy"], "keda");
+    assert_eq!(v["services"][0]["name"], "web");
+    assert_eq!(v["services"][1]["name"], "worker");
+    assert!(v["services"][1]["completed"].as_u64().unwrap() > 1000);
+}
+
+#[test]
+fn trace_parsing() {
+    let t = parse_trace("# a comment\nsecond,arrivals\n0,4\n10, 12.5\n\n30,3\n").unwrap();
+    assert_eq!(t.worker, vec![(0.0, 4.0), (10.0, 12.5), (30.0, 3.0)]);
+    assert_eq!(t.web, None);
+    assert_eq!(t.duration, 31.0);
+
+    let t = parse_trace("second,web_arrivals,worker_arrivals\n0,40,2\n5,80,9\n").unwrap();
+    assert_eq!(t.web, Some(vec![(0.0, 40.0), (5.0, 80.0)]));
+    assert_eq!(t.worker, vec![(0.0, 2.0), (5.0, 9.0)]);
+
+    let err = |text: &str| parse_trace(text).unwrap_err();
+    assert_eq!(err("").line, 1);
+    let e = err("time,arrivals\n0,1\n");
+    assert_eq!(e.line, 1);
+    assert!(e.to_string().starts_with("line 1: "), "{e}");
+    assert_eq!(err("second,arrivals\n0,1\n1,2,3\n").line, 3);
+    assert_eq!(err("second,arrivals\n0,1\n\n0,2\n").line, 4);
+    assert_eq!(err("second,arrivals\n0,-1\n").line, 2);
+    assert_eq!(err("second,arrivals\n0,abc\n").line, 2);
+    assert_eq!(err("second,arrivals\n").line, 1);
+    assert_eq!(err("second,arrivals,worker_arrivals\n0,1,2\n").line, 1);
+    assert_eq!(err("second,bogus\n0,1\n").line, 1);
+}
+
+#[test]
+fn trace_drives_the_simulation() {
+    let t = parse_trace("second,arrivals\n0,2\n60,14\n120,2\n179,2\n").unwrap();
+    let s = Scenario::from_trace("surge.csv", &t);
+    assert_eq!(s.duration, 180.0);
+    let r = run(&SimConfig::new(s, Policy::Ours, 1.0, 1));
+    let worker = &r.services[1];
+    // 2/s for 119 s and 14/s for 60 s: about 1078 jobs.
+    assert!((950..1200).contains(&worker.arrived), "{}", worker.arrived);
+    assert!(worker.max_instances >= 7, "{}", worker.max_instances);
+}
+
+fn bin() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_microbadger"))
+}
+
+#[test]
+fn cli_json_table_and_svg() {
+    let out = bin()
+        .args([
+            "simulate",
+            "--scenario",
+            "step",
+            "--policy",
+            "hpa",
+            "--json",
+        ])
+        .args(["--start-delay", "10", "--seed", "3"])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["scenario"], "step");
+    assert_eq!(v["policy"], "hpa");
+    assert_eq!(v["seed"], 3);
+    assert_eq!(v["start_delay_s"], 10.0);
+
+    let out = bin()
+        .args(["simulate", "--scenario", "spike"])
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    let text = String::from_utf8(out.stdout).unwrap();
+    assert!(text.contains("policy ours"), "{text}");
+    assert!(text.contains("capacity violations 0"), "{text}");
+
+    let dir = tempfile::tempdir().unwrap();
+    let trace = dir.path().join("a<b>&c.csv");
+    std::fs::write(
+        &trace,
+        "second,web_arrivals,worker_arrivals\n0,40,2\n30,120,10\n59,40,2\n",
+    )
+    .unwrap();
+    let svg = dir.path().join("out.svg");
+    let out = bin()
+        .args(["simulate", "--trace"])
+        .arg(&trace)
+        .args(["--policy", "keda", "--svg"])
+        .arg(&svg)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let drawn = std::fs::read_to_string(&svg).unwrap();
+    assert!(drawn.starts_with("<svg"));
+    assert!(drawn.contains("a&lt;b&gt;&amp;c.csv"), "title escaped");
+    assert!(!drawn.contains("a<b>"));
+    assert_eq!(
+        drawn.matches("<polyline").count(),
+        4,
+        "2 panels x 2 services"
+    );
+}
+
+#[test]
+fn cli_matrix_prints_ratios() {
+    let out = bin()
+        .args(["simulate", "--scenario", "step", "--policy", "all"])
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    let text = String::from_utf8(out.stdout).unwrap();
+    for p in ["ours", "hpa", "keda", "microscaling"] {
+        assert!(text.contains(p), "{text}");
+    }
+    assert!(text.contains('x'), "ratios: {text}");
+}
+
+fn bad_input(args: &[&str]) -> String {
+    let out = bin().args(args).output().unwrap();
+    assert_eq!(out.status.code(), Some(2), "{args:?}");
+    let err = String::from_utf8(out.stderr).unwrap();
+    assert_eq!(err.trim_end().lines().count(), 1, "one line: {err}");
+    err
+}
+
+#[test]
+fn cli_bad_input_is_one_line_and_exit_2() {
+    let e = bad_input(&["simulate", "--scenario", "tsunami"]);
+    assert!(e.contains("unknown scenario \"tsunami\""), "{e}");
+    let e = bad_input(&["simulate", "--scenario", "step", "--policy", "pid"]);
+    assert!(e.contains("unknown policy \"pid\""), "{e}");
+    let e = bad_input(&["simulate", "--scenario", "step", "--start-delay=-1"]);
+    assert!(e.contains("--start-delay"), "{e}");
+
+    let dir = tempfile::tempdir().unwrap();
+    let trace = dir.path().join("bad.csv");
+    std::fs::write(&trace, "second,arrivals\n0,4\n5,four\n").unwrap();
+    let e = bad_input(&["simulate", "--trace", trace.to_str().unwrap()]);
+    assert!(e.contains("line 3"), "{e}");
+    let missing = dir.path().join("missing.csv");
+    let e = bad_input(&["simulate", "--trace", missing.to_str().unwrap()]);
+    assert!(e.contains("missing.csv"), "{e}");
+}
