@@ -11,6 +11,9 @@ const LEFT: f64 = 60.0;
 const RIGHT: f64 = 20.0;
 const TOP: f64 = 40.0;
 const GAP: f64 = 50.0;
+/// A value per (sample index, service index).
+type Series<'a> = Box<dyn Fn(usize, usize) -> f64 + 'a>;
+
 const COLOURS: [&str; 4] = ["#1f77b4", "#ff7f0e", "#2ca02c", "#d62728"];
 
 /// Escape text for SVG (XML) content and attribute values.
@@ -51,7 +54,7 @@ pub fn render_svg(report: &Report) -> String {
         ))
     );
     let names: Vec<&str> = report.services.iter().map(|r| r.name.as_str()).collect();
-    let panels: [(&str, Box<dyn Fn(usize, usize) -> f64>); 2] = [
+    let panels: [(&str, Series); 2] = [
         (
             "backlog (worker) / in flight (web)",
             Box::new(|i, k| report.timeline[i].backlog[k]),
