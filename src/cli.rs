@@ -11,6 +11,15 @@ use crate::inspect::{ImageVersion, KeyStatus};
 use crate::reference::ImageRef;
 use crate::registry::{Inspection, PlatformChoice, RegistryClient, RegistryError, hub::HubInfo};
 
+/// `println!` that does not panic when the reader of stdout goes away early
+/// (`microbadger simulate --scenario all | head`): the reader has what it wanted.
+macro_rules! out {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        let _ = writeln!(std::io::stdout(), $($arg)*);
+    }};
+}
+
 #[derive(Parser, Debug)]
 #[command(
     name = "microbadger",
@@ -127,7 +136,8 @@ pub mod exit {
 /// and an exit code (never a panic or a backtrace).
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
-    init_tracing();
+    // Held until exit: dropping it flushes the log lines still queued.
+    let _log_guard = init_tracing();
     let runtime = match tokio::runtime::Runtime::new() {
         Ok(rt) => rt,
         Err(e) => {
@@ -139,13 +149,26 @@ pub fn main() -> ExitCode {
     ExitCode::from(code)
 }
 
-fn init_tracing() {
+/// Logs go to stderr through a writer thread: a request's log event is formatted on the
+/// serving thread and queued, and the thread writes queued lines in batches (flushing when
+/// the queue is empty), so no request waits on the stderr lock or a `write` per line. When
+/// more than 128k lines are waiting (a log consumer that stopped reading), new lines are
+/// dropped rather than stalling requests.
+fn init_tracing() -> tracing_appender::non_blocking::WorkerGuard {
     let filter = tracing_subscriber::EnvFilter::try_from_env("MICROBADGER_LOG")
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
+    let (writer, guard) = tracing_appender::non_blocking::NonBlockingBuilder::default()
+        .buffered_lines_limit(128 * 1024)
+        .lossy(true)
+        .finish(std::io::BufWriter::with_capacity(
+            64 * 1024,
+            std::io::stderr(),
+        ));
     let _ = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr)
+        .with_writer(writer)
         .try_init();
+    guard
 }
 
 /// Run a parsed command; returns the process exit code.
@@ -207,7 +230,7 @@ pub async fn run(cli: Cli) -> u8 {
         Command::Migrate => match crate::store::Store::connect(&config.store.database_url).await {
             Ok(store) => match store.migrate().await {
                 Ok(()) => {
-                    println!(
+                    out!(
                         "migrations applied to {}",
                         redact_url(&config.store.database_url)
                     );
@@ -246,7 +269,7 @@ pub async fn run(cli: Cli) -> u8 {
         }
         Command::Env => {
             for (name, default, what) in crate::config::VARIABLES {
-                println!("{name}\n    default: {default:?}\n    {what}");
+                out!("{name}\n    default: {default:?}\n    {what}");
             }
             exit::OK
         }
@@ -271,7 +294,7 @@ pub async fn run(cli: Cli) -> u8 {
             };
             match crate::scaler::simulate::command(&options) {
                 Ok(out) => {
-                    println!("{out}");
+                    out!("{out}");
                     exit::OK
                 }
                 Err(e) => {
@@ -422,7 +445,7 @@ async fn webhook_command(config: &Config, action: WebhookAction) -> u8 {
             };
             match created {
                 Ok(c) => {
-                    println!("{}", c.url);
+                    out!("{}", c.url);
                     let r = &c.record;
                     match r.kind {
                         crate::store::WebhookKind::DockerHub => eprintln!(
@@ -454,12 +477,15 @@ async fn webhook_command(config: &Config, action: WebhookAction) -> u8 {
         }
         WebhookAction::List => match store.webhooks().await {
             Ok(list) => {
-                println!(
+                out!(
                     "{:>5}  {:<9}  {:<50}  {:<25}  last used",
-                    "id", "kind", "target", "created"
+                    "id",
+                    "kind",
+                    "target",
+                    "created"
                 );
                 for w in list {
-                    println!(
+                    out!(
                         "{:>5}  {:<9}  {:<50}  {:<25}  {}",
                         w.id,
                         w.kind.as_str(),
@@ -479,7 +505,7 @@ async fn webhook_command(config: &Config, action: WebhookAction) -> u8 {
         },
         WebhookAction::Revoke { id } => match store.delete_webhook(id).await {
             Ok(true) => {
-                println!("webhook {id} revoked");
+                out!("webhook {id} revoked");
                 exit::OK
             }
             Ok(false) => {
@@ -637,14 +663,14 @@ async fn import(app: &crate::app::App, text: &str) -> u8 {
         bar.inc(1);
     }
     bar.finish_and_clear();
-    println!(
+    out!(
         "imported: {} added, {} already known, {} rejected",
         summary.added,
         summary.already_known,
         summary.rejected.len()
     );
     for (line, input, reason) in &summary.rejected {
-        println!("  line {line}: {input}: {reason}");
+        out!("  line {line}: {input}: {reason}");
     }
     if summary.rejected.is_empty() {
         exit::OK
@@ -696,7 +722,7 @@ async fn inspect_command(config: &Config, image: &str, platform: &str, json: boo
                 let style = Style::detect();
                 render_report(&inspection, hub.as_ref(), &style)
             };
-            println!("{out}");
+            out!("{out}");
             exit::OK
         }
         Err(e) => {

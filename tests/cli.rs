@@ -285,3 +285,26 @@ fn up_serves_and_stops_cleanly() {
         std::thread::sleep(std::time::Duration::from_millis(50));
     }
 }
+
+#[test]
+fn a_reader_that_stops_early_is_not_an_error() {
+    // `microbadger simulate ... | head`: stdout closes while output is still being written.
+    let mut child = Command::new(env!("CARGO_BIN_EXE_microbadger"))
+        .args([
+            "simulate",
+            "--scenario",
+            "all",
+            "--policy",
+            "all",
+            "--json",
+        ])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("start microbadger");
+    drop(child.stdout.take());
+    let out = child.wait_with_output().expect("wait");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!err.contains("panicked"), "{err}");
+    assert!(out.status.success(), "{:?}: {err}", out.status);
+}
