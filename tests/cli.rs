@@ -290,14 +290,7 @@ fn up_serves_and_stops_cleanly() {
 fn a_reader_that_stops_early_is_not_an_error() {
     // `microbadger simulate ... | head`: stdout closes while output is still being written.
     let mut child = Command::new(env!("CARGO_BIN_EXE_microbadger"))
-        .args([
-            "simulate",
-            "--scenario",
-            "all",
-            "--policy",
-            "all",
-            "--json",
-        ])
+        .args(["simulate", "--scenario", "all", "--policy", "all", "--json"])
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::piped())
         .spawn()
