@@ -5,7 +5,7 @@
 //! scaling actions, at most 110% of its instance-seconds; hot-bunking: priority 1 at target
 //! 99% of the time with utilisation of 80% or more) are NOT all met by the current control
 //! law; `docs/BENCHMARKS.md` ("Scaler") has the table. The assertions here are the properties
-//! that hold, with the margins measured, so a regression shows.
+//! that hold, with the margins measured (seed 1), so a regression shows.
 
 use std::process::Command;
 
@@ -66,7 +66,7 @@ fn ours_against_hpa_on_every_scenario() {
         let (ow, hw) = (&ours.services[0], &hpa.services[0]);
         assert_eq!(ow.name, "web");
         // The priority-1 service: ours keeps it at target more of the time than HPA (web
-        // over target below 0.75x of HPA's; the largest measured is bursty at 10 s, 0.73x).
+        // over target below 0.75x of HPA's; the largest measured is bursty at 10 s, 0.71x).
         assert!(
             ours.p1_sla_met_pct >= hpa.p1_sla_met_pct,
             "{id}: p1 at target {} vs HPA {}",
@@ -79,12 +79,20 @@ fn ours_against_hpa_on_every_scenario() {
             ow.time_over_target_pct,
             hw.time_over_target_pct
         );
-        // Cost: measured at most 1.19x HPA's instance-seconds (step, 1 s start-up).
+        // Cost: measured at most 1.18x HPA's instance-seconds (step, 1 s start-up).
         assert!(
-            ours.instance_seconds <= 1.25 * hpa.instance_seconds,
+            ours.instance_seconds <= 1.2 * hpa.instance_seconds,
             "{id}: instance-seconds {} vs HPA {}",
             ours.instance_seconds,
             hpa.instance_seconds
+        );
+        // Actions: not yet at most HPA's (issue 5); measured at most 5.6x (bursty, 1 s),
+        // 1.3x-5.6x elsewhere.
+        assert!(
+            ours.scaling_actions <= 6 * hpa.scaling_actions,
+            "{id}: actions {} vs HPA {}",
+            ours.scaling_actions,
+            hpa.scaling_actions
         );
         lines.push(format!(
             "{id}: over {:.1}% vs {:.1}%, actions {} vs {}, inst-s {:.0} vs {:.0}",
@@ -100,21 +108,24 @@ fn ours_against_hpa_on_every_scenario() {
 }
 
 #[test]
-fn step_load_meets_the_issue_targets_against_hpa() {
-    // The one scenario where all three of issue 5's comparisons hold but actions.
-    for delay in [1.0, 10.0] {
-        let (ours, hpa) = (
-            sim("step", Policy::Ours, delay),
-            sim("step", Policy::Hpa, delay),
-        );
-        assert!(
-            ours.time_over_target_pct <= 0.5 * hpa.time_over_target_pct,
-            "start {delay}s: {} vs {}",
-            ours.time_over_target_pct,
-            hpa.time_over_target_pct
-        );
-        assert!(ours.peak_queue_over_target < hpa.peak_queue_over_target);
-        assert!(ours.p95_wait_s <= hpa.p95_wait_s);
+fn step_and_diurnal_meet_the_time_over_target_against_hpa() {
+    // Ours at most half of HPA's time over target: measured 0.09x/0.04x (step) and
+    // 0.17x/0.34x (diurnal) at 1 s/10 s start-up; also ramp at 1 s (0.57x, not asserted).
+    for name in ["step", "diurnal"] {
+        for delay in [1.0, 10.0] {
+            let (ours, hpa) = (
+                sim(name, Policy::Ours, delay),
+                sim(name, Policy::Hpa, delay),
+            );
+            assert!(
+                ours.time_over_target_pct <= 0.5 * hpa.time_over_target_pct,
+                "{name} start {delay}s: {} vs {}",
+                ours.time_over_target_pct,
+                hpa.time_over_target_pct
+            );
+            assert!(ours.peak_queue_over_target < hpa.peak_queue_over_target);
+            assert!(ours.p95_wait_s <= hpa.p95_wait_s);
+        }
     }
 }
 
@@ -139,9 +150,9 @@ fn hot_bunking_favours_priority_one_and_keeps_capacity_busy() {
                 other.utilization_pct
             );
         }
-        // Measured: 92-94% and 58-60%; the issue asks for 99% and 80%.
-        assert!(ours.p1_sla_met_pct >= 90.0, "{}", ours.p1_sla_met_pct);
-        assert!(ours.utilization_pct >= 55.0, "{}", ours.utilization_pct);
+        // Measured: 92.3-93.5% and 57.7-58.8%; the issue asks for 99% and 80%.
+        assert!(ours.p1_sla_met_pct >= 92.0, "{}", ours.p1_sla_met_pct);
+        assert!(ours.utilization_pct >= 57.0, "{}", ours.utilization_pct);
         // The worker fills what web leaves: together they hold the capacity.
         let held: f64 = ours.services.iter().map(|s| s.mean_instances).sum();
         assert!(held > 0.95 * f64::from(ours.capacity), "{held}");

@@ -10,16 +10,19 @@
 //! For a [`MetricKind::QueueDepth`] service (the worker tier):
 //!
 //! ```text
-//! R     = (λ̂ + max(0, backlog − target) / drain_time) / μ̂      offered load, in instances
+//! R     = (λ̂ + max(0, backlog − a·target) / drain_time) / μ̂    offered load, in instances
+//!                                                                a = DRAIN_AIM = 0.5
 //! n_raw = R + β·√R                                               β = QUEUE_BETA = 1
 //! ```
 //!
 //! - `λ̂` (jobs/s): arrival rate, EWMA-smoothed with a half-life of `ewma_half_life` seconds
 //!   (weight of a new sample `1 − 2^(−Δt / half_life)`, so the smoothing is the same at any
 //!   tick). The feed-forward term: enough instances to keep up with what arrives.
-//! - `max(0, backlog − target) / drain_time` (jobs/s): the extra rate that removes the backlog
-//!   above target within `drain_time` seconds. Uses the backlog as observed now (not smoothed):
-//!   it is a level, not a noisy rate.
+//! - `max(0, backlog − a·target) / drain_time` (jobs/s): the extra rate that removes the
+//!   backlog above half the target within `drain_time` seconds. Aiming below the target keeps
+//!   the queue under it: a queue drained only down to its target sits at it, and the next
+//!   burst puts it over. Uses the backlog as observed now (not smoothed): it is a level, not a
+//!   noisy rate.
 //! - `μ̂` (jobs/s per instance): completion rate divided by the **ready** instances,
 //!   EWMA-smoothed; `initial_service_rate` until a measurement exists. A sample taken while
 //!   no job is waiting (`backlog − in_service < 0.5`) only measures throughput, not capacity,
@@ -50,21 +53,28 @@
 //! `ready_timeout` (see readiness).
 //!
 //! 1. **Tolerance** (`tolerance`, relative): if `|n_raw / current − 1| ≤ tolerance` keep the
-//!    current count. Estimates are noisy; acting on a 5% difference is churn.
-//! 2. **Scale-up is immediate but step-limited** (`max_step_up` instances per decision): a
-//!    backlog costs users now, so no window; the step bounds the damage of one bad reading.
-//! 3. **Scale-down stabilization** (`scale_down_window` s): the count goes down only to the
+//!    current count. Estimates are noisy; acting on a 5% difference is churn. With a
+//!    hysteresis at small counts: the count goes up only when `n_raw > current +
+//!    UP_HYSTERESIS` (raw 2.3 with 2 running passes the 10% band but is not worth an action).
+//! 2. **Scale-up is immediate, once per period unless over target** (`scale_up_period` s):
+//!    the first scale-up goes at once; within the period after it, another only while the
+//!    service is over its target (a measured excess costs users now; a rise the estimate
+//!    anticipates can wait, and acting on every threshold crossing of a ramp is churn).
+//! 3. **Step limit** (`max_step_up` instances per decision, large by default): one action
+//!    reaches the count the law asks for; the limit only bounds one absurd reading.
+//! 4. **Scale-down stabilization** (`scale_down_window` s): the count goes down only to the
 //!    highest recommendation made within the window (HPA's rule). A dip in demand shorter than
 //!    the window does not stop instances that would be needed again.
-//! 4. **Scale-down rate** (`scale_down_rate` instances/s): one scale-down per
-//!    `scale_down_period` (15 s), of at most `ceil(rate × period)` instances (HPA's policy
-//!    form). Removes capacity gradually, so an estimate that was wrong can be corrected before
-//!    everything is gone, and in few actions. A new controller treats the current count as
+//! 5. **Scale-down rate** (`scale_down_rate` instances/s): one scale-down per
+//!    `scale_down_period` (30 s), of at most `ceil(rate × period)` instances (HPA's policy
+//!    form; by default 30, so one action goes to the stabilized recommendation: the window
+//!    already guards against a dip, and stepping down one instance at a time only adds
+//!    actions). A new controller treats the current count as
 //!    recommended at its first observation, so nothing is removed before one window of
 //!    evidence.
-//! 5. **Minimum lifetime** (`min_lifetime` s): an instance started less than that long ago is
+//! 6. **Minimum lifetime** (`min_lifetime` s): an instance started less than that long ago is
 //!    not stopped. Starting one has a cost (time, warm-up) that a short life does not repay.
-//! 6. **min / max** of the service spec.
+//! 7. **min / max** of the service spec.
 //!
 //! # Readiness
 //!
@@ -96,6 +106,16 @@ pub const IN_FLIGHT_Z: f64 = 2.33;
 /// in instances. With β = 1 a job waits at all only about a fifth of the time.
 pub const QUEUE_BETA: f64 = 1.0;
 
+/// Scale-up hysteresis, in instances: the count goes up only when the law asks for more than
+/// `current + UP_HYSTERESIS`. At small counts the relative tolerance band lets a fractional
+/// excess through (raw 2.3 with 2 running is 15% over), and rounding it up to a whole
+/// instance is an action the noise in the estimate does not justify.
+pub const UP_HYSTERESIS: f64 = 0.5;
+
+/// The worker's backlog is drained toward this fraction of its target, not the target
+/// itself: a queue drained only down to the target sits at it, and any burst puts it over.
+pub const DRAIN_AIM: f64 = 0.5;
+
 /// The largest factor by which arrivals outpacing completions may scale the expected in-flight
 /// count in one decision (a guard against a near-zero measured throughput).
 pub const MAX_GROWTH: f64 = 4.0;
@@ -105,17 +125,22 @@ pub const MAX_GROWTH: f64 = 4.0;
 pub struct ControlParams {
     /// Relative dead band around the current count, 0.1.
     pub tolerance: f64,
-    /// Seconds in which backlog above target should be drained, 10.0.
+    /// Seconds in which backlog above `DRAIN_AIM × target` should be drained, 5.0.
     pub drain_time: f64,
     /// Scale-down stabilization: the highest recommendation over this window, 60.0.
     pub scale_down_window: f64,
-    /// Instances added per decision at most, 4.
+    /// Instances added per decision at most, 32 (large: one action reaches the count the law
+    /// asks for; the limit only bounds one absurd reading).
     pub max_step_up: u32,
-    /// Instances removed per second at most, 0.2: one scale-down per `scale_down_period`,
-    /// of at most `ceil(rate × period)` instances.
+    /// Instances removed per second at most, 1.0: one scale-down per `scale_down_period`,
+    /// of at most `ceil(rate × period)` instances (30: in practice one action goes to the
+    /// stabilized recommendation).
     pub scale_down_rate: f64,
-    /// Seconds between two scale-downs, 15.0 (HPA's policy period).
+    /// Seconds between two scale-downs, 30.0.
     pub scale_down_period: f64,
+    /// Seconds after a scale-up during which the count goes up again only if the service is
+    /// over target, 30.0 (anticipation can wait; a measured excess cannot).
+    pub scale_up_period: f64,
     /// An instance is not stopped younger than this, 10.0.
     pub min_lifetime: f64,
     /// Half-life of the rate estimates, 5.0.
@@ -134,11 +159,12 @@ impl Default for ControlParams {
     fn default() -> Self {
         ControlParams {
             tolerance: 0.1,
-            drain_time: 10.0,
+            drain_time: 5.0,
             scale_down_window: 60.0,
-            max_step_up: 4,
-            scale_down_rate: 0.2,
-            scale_down_period: 15.0,
+            max_step_up: 32,
+            scale_down_rate: 1.0,
+            scale_down_period: 30.0,
+            scale_up_period: 30.0,
             min_lifetime: 10.0,
             ewma_half_life: 5.0,
             initial_service_rate: 1.0,
@@ -181,6 +207,8 @@ pub struct Controller {
     recommendations: VecDeque<(f64, u32)>,
     /// When the count last went down.
     last_down: Option<f64>,
+    /// When the count last went up.
+    last_up: Option<f64>,
     /// Start times of live instances, oldest first (adopted ones at −∞).
     started: VecDeque<f64>,
     /// First-seen times of instances currently starting, oldest first.
@@ -204,6 +232,7 @@ impl Controller {
             last_now: None,
             recommendations: VecDeque::new(),
             last_down: None,
+            last_up: None,
             started: VecDeque::new(),
             starting_since: VecDeque::new(),
             stale: 0,
@@ -298,10 +327,10 @@ impl Controller {
         };
 
         // 1. Tolerance band around the current count.
-        if current > 0
-            && rec != current
-            && (raw / current as f64 - 1.0).abs() <= self.params.tolerance
-        {
+        let c = current as f64;
+        let within = (raw / c - 1.0).abs() <= self.params.tolerance;
+        let fraction = rec > current && raw <= c + UP_HYSTERESIS;
+        if current > 0 && rec != current && (within || fraction) {
             clamps.push(clamp(
                 "tolerance",
                 rec,
@@ -327,7 +356,28 @@ impl Controller {
 
         let mut desired = rec;
         if desired > current {
-            // 2. Immediate scale-up, step-limited.
+            // 2. Immediate scale-up, but once per `scale_up_period` unless over target.
+            let over = match self.spec.metric {
+                MetricKind::QueueDepth => obs.backlog > self.spec.target,
+                MetricKind::InFlight => obs.backlog > self.spec.target * f64::from(obs.ready),
+            };
+            let period = self.params.scale_up_period;
+            if !over
+                && let Some(t) = self.last_up
+                && now - t < period
+            {
+                clamps.push(clamp(
+                    "up_period",
+                    desired,
+                    current,
+                    format!(
+                        "scaled up {:.0} s ago and not over target: next scale-up after {period:.0} s",
+                        now - t
+                    ),
+                ));
+                desired = current;
+            }
+            // 3. Step limit.
             let limit = current.saturating_add(self.params.max_step_up);
             if desired > limit {
                 clamps.push(clamp(
@@ -342,7 +392,7 @@ impl Controller {
                 desired = limit;
             }
         } else if desired < current {
-            // 3. Stabilization: the highest recommendation within the window.
+            // 4. Stabilization: the highest recommendation within the window.
             let highest = self
                 .recommendations
                 .iter()
@@ -359,7 +409,7 @@ impl Controller {
                 ));
                 desired = highest;
             }
-            // 4. Scale-down rate: one step per period, of at most rate × period instances.
+            // 5. Scale-down rate: one step per period, of at most rate × period instances.
             if desired < current {
                 let period = self.params.scale_down_period;
                 let floor = match self.last_down {
@@ -379,7 +429,7 @@ impl Controller {
                     desired = floor;
                 }
             }
-            // 5. Minimum lifetime.
+            // 6. Minimum lifetime.
             if desired < current {
                 let young = self.young(now);
                 // Instances are stopped oldest first; the young ones must stay.
@@ -399,7 +449,7 @@ impl Controller {
             }
         }
 
-        // 6. The spec's bounds.
+        // 7. The spec's bounds.
         let (min, max) = (self.spec.min, self.spec.max.max(self.spec.min));
         if desired < min {
             clamps.push(clamp(
@@ -451,6 +501,9 @@ impl Controller {
         let live = self.last_live.unwrap_or(self.started.len() as u32);
         if target < live {
             self.last_down = Some(now);
+        }
+        if target > live {
+            self.last_up = Some(now);
         }
         let booked = self.started.len() as u32;
         if target > booked {
@@ -586,7 +639,7 @@ impl Controller {
             MetricKind::QueueDepth => {
                 let lambda = self.lambda.unwrap_or(0.0);
                 let drain = if self.params.drain_time > 0.0 {
-                    (obs.backlog - target).max(0.0) / self.params.drain_time
+                    (obs.backlog - DRAIN_AIM * target).max(0.0) / self.params.drain_time
                 } else {
                     0.0
                 };
@@ -674,10 +727,12 @@ mod tests {
     fn defaults_are_the_documented_ones() {
         let p = ControlParams::default();
         assert_eq!(p.tolerance, 0.1);
-        assert_eq!(p.drain_time, 10.0);
+        assert_eq!(p.drain_time, 5.0);
         assert_eq!(p.scale_down_window, 60.0);
-        assert_eq!(p.max_step_up, 4);
-        assert_eq!(p.scale_down_rate, 0.2);
+        assert_eq!(p.max_step_up, 32);
+        assert_eq!(p.scale_down_rate, 1.0);
+        assert_eq!(p.scale_down_period, 30.0);
+        assert_eq!(p.scale_up_period, 30.0);
         assert_eq!(p.min_lifetime, 10.0);
         assert_eq!(p.ewma_half_life, 5.0);
         assert_eq!(p.ready_timeout, 30.0);
@@ -693,9 +748,10 @@ mod tests {
     #[test]
     fn feed_forward_rate_over_measured_service_rate() {
         let mut c = Controller::new(&queue(1, 20), ControlParams::default());
-        // 3 ready instances, saturated (jobs waiting), completing 10/s in all: μ = 3.33/s
-        // each; 10 arrivals/s are an offered load of 3 instances, plus √3 spare.
-        let p = c.propose(&obs(0.0, 3, 40.0, 10.0, 10.0));
+        // 3 ready instances, saturated (jobs waiting, but fewer than half the target of 50),
+        // completing 10/s in all: μ = 3.33/s each; 10 arrivals/s are an offered load of 3
+        // instances, plus √3 spare.
+        let p = c.propose(&obs(0.0, 3, 20.0, 10.0, 10.0));
         assert!((c.service_rate() - 10.0 / 3.0).abs() < 1e-9);
         assert!((p.raw - staffed(3.0)).abs() < 1e-9, "raw {}", p.raw);
         assert_eq!(p.desired, 5);
@@ -703,16 +759,25 @@ mod tests {
     }
 
     #[test]
-    fn backlog_above_target_is_drained_within_drain_time() {
-        let mut c = Controller::new(&queue(1, 20), ControlParams::default());
-        // 150 waiting, target 50: 100 extra over 10 s = 10/s on top of 10/s arriving;
-        // μ = 2/s each from 4 ready completing 8/s: a load of 10 instances.
+    fn backlog_above_half_the_target_is_drained_within_drain_time() {
+        let mut c = Controller::new(&queue(1, 40), ControlParams::default());
+        // 150 waiting, target 50, aim 25: 125 extra over 5 s = 25/s on top of 10/s arriving;
+        // μ = 2/s each from 4 ready completing 8/s: a load of 17.5 instances. Default step
+        // limit: reached in one action.
         let p = c.propose(&obs(0.0, 4, 150.0, 10.0, 8.0));
-        assert!((p.raw - staffed(10.0)).abs() < 1e-9, "raw {}", p.raw);
-        // Step limit: at most 4 more than the current 4.
+        assert!((p.raw - staffed(17.5)).abs() < 1e-9, "raw {}", p.raw);
+        assert_eq!(p.desired, 22);
+        assert!(p.clamps.is_empty(), "{:?}", p.clamps);
+        // With a step limit of 4: at most 4 more than the current 4.
+        let params = ControlParams {
+            max_step_up: 4,
+            ..ControlParams::default()
+        };
+        let mut c = Controller::new(&queue(1, 40), params);
+        let p = c.propose(&obs(0.0, 4, 150.0, 10.0, 8.0));
         assert_eq!(p.desired, 8);
         assert_eq!(kinds(&p), ["step"]);
-        assert_eq!((p.clamps[0].from, p.clamps[0].to), (14, 8));
+        assert_eq!((p.clamps[0].from, p.clamps[0].to), (22, 8));
     }
 
     #[test]
@@ -781,7 +846,7 @@ mod tests {
     }
 
     #[test]
-    fn scale_down_waits_for_the_window_then_steps_by_the_rate() {
+    fn scale_down_waits_for_the_window_then_goes_in_one_step() {
         let params = ControlParams {
             ewma_half_life: 0.0,
             ..ControlParams::default()
@@ -795,17 +860,72 @@ mod tests {
             assert_eq!(kinds(&p), ["stabilization"], "t={t}");
             c.applied(t, 6);
         }
-        // After the window: down, by at most ceil(0.2/s × 15 s) = 3 in one step.
+        // After the window: down to the recommendation in one action (up to 30 per 30 s).
+        let p = c.propose(&obs(61.0, 6, 10.0, 0.75, 18.0));
+        assert_eq!(p.desired, 1, "{:?}", p.clamps);
+        assert!(p.clamps.is_empty(), "{:?}", p.clamps);
+    }
+
+    #[test]
+    fn scale_down_rate_limits_each_step_and_spaces_them() {
+        let params = ControlParams {
+            ewma_half_life: 0.0,
+            scale_down_rate: 0.1, // 3 instances per 30 s step
+            ..ControlParams::default()
+        };
+        let mut c = Controller::new(&queue(1, 20), params);
+        for t in [0.0, 30.0, 59.0] {
+            c.propose(&obs(t, 6, 10.0, 0.75, 18.0));
+            c.applied(t, 6);
+        }
         let p = c.propose(&obs(61.0, 6, 10.0, 0.75, 18.0));
         assert_eq!(p.desired, 3, "{:?}", p.clamps);
         assert_eq!(kinds(&p), ["rate"]);
         c.applied(61.0, 3);
-        // The next step waits one period (15 s).
-        let p = c.propose(&obs(70.0, 3, 10.0, 0.75, 9.0));
+        // The next step waits one period (30 s).
+        let p = c.propose(&obs(80.0, 3, 10.0, 0.75, 9.0));
         assert_eq!(p.desired, 3);
         assert_eq!(kinds(&p), ["rate"]);
-        let p = c.propose(&obs(76.0, 3, 10.0, 0.75, 9.0));
+        let p = c.propose(&obs(92.0, 3, 10.0, 0.75, 9.0));
         assert_eq!(p.desired, 1, "{:?}", p.clamps);
+    }
+
+    #[test]
+    fn a_fractional_excess_at_small_counts_is_not_an_action() {
+        let mut c = Controller::new(&queue(1, 20), ControlParams::default());
+        // μ 3 from 2 saturated instances; λ 3.6 is a load of 1.2: raw 1.2 + √1.2 = 2.30,
+        // 15% over the current 2 (outside the 10% band) but not half an instance over.
+        let p = c.propose(&obs(0.0, 2, 10.0, 3.6, 6.0));
+        assert!((p.raw - staffed(1.2)).abs() < 1e-9, "raw {}", p.raw);
+        assert_eq!(p.desired, 2);
+        assert_eq!(kinds(&p), ["tolerance"]);
+        assert_eq!((p.clamps[0].from, p.clamps[0].to), (3, 2));
+    }
+
+    #[test]
+    fn scale_up_once_per_period_unless_over_target() {
+        let params = ControlParams {
+            ewma_half_life: 0.0,
+            ..ControlParams::default()
+        };
+        let mut c = Controller::new(&queue(1, 20), params);
+        // μ 3, λ 9: load 3, raw 4.73: up to 5 at once.
+        let p = c.propose(&obs(0.0, 2, 10.0, 9.0, 6.0));
+        assert_eq!(p.desired, 5);
+        c.applied(0.0, 5);
+        // 5 s later λ 15 asks for 8 (load 5, raw 7.24), but the backlog of 10 is under the
+        // target of 50: held until the period since the last scale-up is over.
+        let p = c.propose(&obs(5.0, 5, 10.0, 15.0, 15.0));
+        assert_eq!(p.desired, 5);
+        assert_eq!(kinds(&p), ["up_period"]);
+        let mut later = c.clone();
+        let p = later.propose(&obs(31.0, 5, 10.0, 15.0, 15.0));
+        assert_eq!(p.desired, 8, "{:?}", p.clamps);
+        // Over target (60 waiting): at once. Drain (60 − 25) / 5 = 7/s on top of 15/s.
+        let p = c.propose(&obs(6.0, 5, 60.0, 15.0, 15.0));
+        assert!((p.raw - staffed(22.0 / 3.0)).abs() < 1e-9, "raw {}", p.raw);
+        assert_eq!(p.desired, 11, "{:?}", p.clamps);
+        assert!(p.clamps.is_empty(), "{:?}", p.clamps);
     }
 
     #[test]
