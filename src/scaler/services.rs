@@ -74,6 +74,8 @@ pub struct ControlOverrides {
     pub scale_down_window: Option<f64>,
     pub max_step_up: Option<u32>,
     pub scale_down_rate: Option<f64>,
+    pub scale_down_period: Option<f64>,
+    pub scale_up_period: Option<f64>,
     pub min_lifetime: Option<f64>,
     pub ewma_half_life: Option<f64>,
     pub initial_service_rate: Option<f64>,
@@ -439,6 +441,7 @@ mod tests {
             [control]
             scale_down_window = 5.0
             max_step_up = 2
+            scale_up_period = 12.0
             [services.worker]
             max = 5
             target = 7.5
@@ -455,6 +458,7 @@ mod tests {
         assert_eq!(s.stop_grace, Duration::from_secs_f64(3.5));
         assert_eq!(s.control.scale_down_window, Some(5.0));
         assert_eq!(s.control.max_step_up, Some(2));
+        assert_eq!(s.control.scale_up_period, Some(12.0));
         assert_eq!(s.control.tolerance, None);
         let names: Vec<&str> = s.services.iter().map(|d| d.spec.name.as_str()).collect();
         assert_eq!(

@@ -46,6 +46,8 @@ pub fn control_params(o: &ControlOverrides) -> ControlParams {
         scale_down_window,
         max_step_up,
         scale_down_rate,
+        scale_down_period,
+        scale_up_period,
         min_lifetime,
         ewma_half_life,
         initial_service_rate,
@@ -247,6 +249,8 @@ mod tests {
             scale_down_window: Some(5.0),
             max_step_up: Some(2),
             fallback: Some(1),
+            scale_up_period: Some(7.0),
+            scale_down_period: Some(9.0),
             ..ControlOverrides::default()
         };
         let p = control_params(&o);
@@ -254,6 +258,7 @@ mod tests {
         assert_eq!(p.scale_down_window, 5.0);
         assert_eq!(p.max_step_up, 2);
         assert_eq!(p.fallback, Some(1));
+        assert_eq!((p.scale_up_period, p.scale_down_period), (7.0, 9.0));
         assert_eq!(p.tolerance, d.tolerance);
         assert_eq!(p.min_lifetime, d.min_lifetime);
     }
