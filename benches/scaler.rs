@@ -30,7 +30,6 @@ use std::time::{Duration, Instant};
 use chrono::Utc;
 use microbadger::queue::{JobKind, Priority, Queue, QueueOptions};
 use microbadger::store::Store;
-use support::http::{HttpServer, Response};
 use support::{Auth, Fixture, Format, TestRegistry};
 
 const TRIALS: usize = 20;
@@ -57,7 +56,7 @@ fn main() {
         .label("org.opencontainers.image.version", "1")
         .layer_with_file("content", "one", "ADD content /")
         .push(&reg, Format::Oci);
-    let proxy = slow_proxy(&reg, REGISTRY_DELAY);
+    let proxy = support::procs::slow_registry_proxy(&reg, REGISTRY_DELAY);
     let proxy_host = format!("127.0.0.1:{}", proxy.port());
 
     let dir = support::scratch_dir("bench-scaler-");
@@ -306,83 +305,9 @@ fn stop(child: &mut Child) {
 
 /// Live children of `parent` whose last argument is `role`.
 fn children_of(parent: u32, role: &str) -> Vec<u32> {
-    let mut out = Vec::new();
-    let Ok(dir) = std::fs::read_dir("/proc") else {
-        return out;
-    };
-    for entry in dir.flatten() {
-        let Some(pid) = entry
-            .file_name()
-            .to_str()
-            .and_then(|s| s.parse::<u32>().ok())
-        else {
-            continue;
-        };
-        let Ok(text) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
-            continue;
-        };
-        let Some(close) = text.rfind(')') else {
-            continue;
-        };
-        let mut fields = text[close + 2..].split_whitespace();
-        let state = fields.next().unwrap_or("Z");
-        let ppid: u32 = fields.next().and_then(|p| p.parse().ok()).unwrap_or(0);
-        if ppid != parent || state == "Z" {
-            continue;
-        }
-        let last = std::fs::read(format!("/proc/{pid}/cmdline"))
-            .ok()
-            .and_then(|c| {
-                c.split(|b| *b == 0)
-                    .rfind(|s| !s.is_empty())
-                    .map(|s| String::from_utf8_lossy(s).into_owned())
-            })
-            .unwrap_or_default();
-        if last == role {
-            out.push(pid);
-        }
-    }
-    out
-}
-
-/// Every request delayed; `team/appNNN` served from the one pushed `team/app`.
-fn slow_proxy(reg: &TestRegistry, delay: Duration) -> HttpServer {
-    let upstream = reg.url();
-    let agent = ureq::Agent::config_builder()
-        .http_status_as_error(false)
-        .max_redirects(0)
-        .build()
-        .new_agent();
-    HttpServer::start(move |req| {
-        std::thread::sleep(delay);
-        const PREFIX: &str = "/v2/team/app";
-        let target = match req.target.strip_prefix(PREFIX) {
-            Some(rest) => {
-                let digits = rest.chars().take_while(char::is_ascii_digit).count();
-                format!("{PREFIX}{}", &rest[digits..])
-            }
-            None => req.target.clone(),
-        };
-        let mut b = ureq::http::Request::builder()
-            .method(req.method.as_str())
-            .uri(format!("{upstream}{target}"));
-        for (k, v) in &req.headers {
-            if k.eq_ignore_ascii_case("accept") || k.eq_ignore_ascii_case("authorization") {
-                b = b.header(k.as_str(), v.as_str());
-            }
-        }
-        let Ok(mut resp) = agent.run(b.body(req.body.clone()).unwrap()) else {
-            return Response::new(502);
-        };
-        let mut out = Response::new(resp.status().as_u16());
-        for (k, v) in resp.headers() {
-            let k = k.as_str();
-            if ["content-type", "docker-content-digest", "link"].contains(&k)
-                || (req.method == "HEAD" && k == "content-length")
-            {
-                out = out.header(k, v.to_str().unwrap_or_default());
-            }
-        }
-        out.body(resp.body_mut().read_to_vec().unwrap_or_default())
-    })
+    support::procs::children_of(parent)
+        .into_iter()
+        .filter(|p| p.role == role)
+        .map(|p| p.pid)
+        .collect()
 }

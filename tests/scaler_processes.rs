@@ -19,120 +19,13 @@ use std::time::{Duration, Instant};
 
 use microbadger::queue::{Queue, QueueOptions, QueueStats};
 use microbadger::store::Store;
-use support::http::{HttpServer, Response};
+use support::procs::{alive, children_of, slow_registry_proxy};
 use support::{Auth, Fixture, Format, TestRegistry};
 
 const CAPACITY: usize = 6;
 const JOBS: usize = 300;
 /// Added to every registry request (a refresh makes about four).
 const REGISTRY_DELAY: Duration = Duration::from_millis(150);
-
-/// A proxy in front of the real registry that delays every request and serves the one pushed
-/// repository `team/app` under any name `team/appNNN`, so 300 distinct images (300 jobs;
-/// the queue deduplicates per image) are all real.
-fn slow_proxy(reg: &TestRegistry, delay: Duration) -> HttpServer {
-    let upstream = reg.url();
-    let agent = ureq::Agent::config_builder()
-        .http_status_as_error(false)
-        .max_redirects(0)
-        .build()
-        .new_agent();
-    HttpServer::start(move |req| {
-        std::thread::sleep(delay);
-        let target = rewrite(&req.target);
-        let mut b = ureq::http::Request::builder()
-            .method(req.method.as_str())
-            .uri(format!("{upstream}{target}"));
-        for (k, v) in &req.headers {
-            if k.eq_ignore_ascii_case("accept") || k.eq_ignore_ascii_case("authorization") {
-                b = b.header(k.as_str(), v.as_str());
-            }
-        }
-        let Ok(mut resp) = agent.run(b.body(req.body.clone()).unwrap()) else {
-            return Response::new(502);
-        };
-        let mut out = Response::new(resp.status().as_u16());
-        for (k, v) in resp.headers() {
-            let k = k.as_str();
-            if ["content-type", "docker-content-digest", "link"].contains(&k)
-                || (req.method == "HEAD" && k == "content-length")
-            {
-                out = out.header(k, v.to_str().unwrap_or_default());
-            }
-        }
-        out.body(resp.body_mut().read_to_vec().unwrap_or_default())
-    })
-}
-
-/// `/v2/team/app123/...` -> `/v2/team/app/...`.
-fn rewrite(target: &str) -> String {
-    const PREFIX: &str = "/v2/team/app";
-    match target.strip_prefix(PREFIX) {
-        Some(rest) => {
-            let digits = rest.chars().take_while(char::is_ascii_digit).count();
-            format!("{PREFIX}{}", &rest[digits..])
-        }
-        None => target.to_string(),
-    }
-}
-
-/// One live (not zombie) process.
-#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
-struct Proc {
-    pid: u32,
-    /// The last command-line argument: `web` or `worker`.
-    role: String,
-}
-
-/// Live children of `parent`, from `/proc/*/stat`.
-fn children_of(parent: u32) -> Vec<Proc> {
-    let mut out = Vec::new();
-    let Ok(dir) = std::fs::read_dir("/proc") else {
-        return out;
-    };
-    for entry in dir.flatten() {
-        let Some(pid) = entry
-            .file_name()
-            .to_str()
-            .and_then(|s| s.parse::<u32>().ok())
-        else {
-            continue;
-        };
-        let Some((state, ppid)) = stat(pid) else {
-            continue;
-        };
-        if ppid != parent || state == 'Z' {
-            continue;
-        }
-        let role = std::fs::read(format!("/proc/{pid}/cmdline"))
-            .ok()
-            .and_then(|c| {
-                c.split(|b| *b == 0)
-                    .rfind(|s| !s.is_empty())
-                    .map(|s| String::from_utf8_lossy(s).into_owned())
-            })
-            .unwrap_or_default();
-        out.push(Proc { pid, role });
-    }
-    out.sort();
-    out
-}
-
-/// (state, ppid) of a process, if it exists.
-fn stat(pid: u32) -> Option<(char, u32)> {
-    let text = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    // "pid (comm) S ppid ...": comm may hold spaces, so split after the last ')'.
-    let rest = &text[text.rfind(')')? + 2..];
-    let mut fields = rest.split_whitespace();
-    let state = fields.next()?.chars().next()?;
-    let ppid = fields.next()?.parse().ok()?;
-    Some((state, ppid))
-}
-
-/// A process that still runs (exists and is not a zombie).
-fn alive(pid: u32) -> bool {
-    stat(pid).is_some_and(|(state, _)| state != 'Z')
-}
 
 #[derive(Debug, Clone, Copy)]
 struct Sample {
@@ -329,7 +222,7 @@ fn up_scales_workers_and_web_within_capacity_replaces_crashes_and_leaves_nothing
         .label("org.opencontainers.image.version", "1")
         .layer_with_file("content", "one", "ADD content /")
         .push(&reg, Format::Oci);
-    let proxy = slow_proxy(&reg, REGISTRY_DELAY);
+    let proxy = slow_registry_proxy(&reg, REGISTRY_DELAY);
     let proxy_host = format!("127.0.0.1:{}", proxy.port());
 
     let dir = tempfile::tempdir().unwrap();

@@ -13,6 +13,8 @@
 //! - [`MisbehavingServer`]: a plain-HTTP "registry" that fails in one chosen way.
 //! - [`TestPostgres`]: a real PostgreSQL (`initdb` + `pg_ctl`), shared per test binary with a
 //!   fresh database per test, or one of your own.
+//! - [`procs`]: a slow proxy in front of the registry and `up`'s children from `/proc`, for
+//!   the microscaler's real-process tests and benchmark.
 //! - [`TestRedis`]: a real `redis-server` with append-only persistence (`appendfsync always`),
 //!   restartable and killable on the same port and data directory.
 //!
@@ -34,6 +36,7 @@ pub mod http;
 pub mod misbehaving;
 pub mod openapi;
 pub mod postgres;
+pub mod procs;
 pub mod redis;
 pub mod registry;
 pub mod skopeo;
