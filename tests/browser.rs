@@ -28,7 +28,7 @@ use microbadger::reference::ImageRef;
 use microbadger::registry::Inspection;
 use microbadger::registry::hub::HubInfo;
 use serde_json::{Value, json};
-use support::web::TestApp;
+use support::web::{TestApp, digest};
 
 const OCI_MANIFEST: &str = "application/vnd.oci.image.manifest.v1+json";
 
@@ -119,10 +119,6 @@ impl Drop for Site {
                 .block_on(async { tokio::time::timeout(Duration::from_secs(10), task).await });
         }
     }
-}
-
-fn digest(n: u32) -> String {
-    format!("sha256:{n:064x}")
 }
 
 /// An inspection of `image:tag` at `digest(top)` made by the real engine.

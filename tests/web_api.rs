@@ -13,7 +13,7 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use axum::body::Body;
 use axum::http::Request;
-use chrono::{DateTime, TimeZone, Utc};
+use chrono::Utc;
 use microbadger::inspect::{ImageInput, Platform, PlatformEntry, inspect_image};
 use microbadger::oci::{ImageConfig, OciImageManifest};
 use microbadger::queue::{JobKind, Priority};
@@ -23,19 +23,11 @@ use microbadger::registry::hub::HubInfo;
 use microbadger::store::RepoStatus;
 use serde_json::{Value, json};
 use support::openapi::Validator;
-use support::web::{TestApp, TestResponse};
+use support::web::{TestApp, TestResponse, at, digest};
 
 const OCI_MANIFEST: &str = "application/vnd.oci.image.manifest.v1+json";
 const OCI_INDEX: &str = "application/vnd.oci.image.index.v1+json";
 const PUBLIC_URL: &str = "https://badges.example";
-
-fn digest(n: u32) -> String {
-    format!("sha256:{n:064x}")
-}
-
-fn at(seconds: i64) -> DateTime<Utc> {
-    Utc.with_ymd_and_hms(2024, 5, 1, 12, 0, 0).unwrap() + chrono::Duration::seconds(seconds)
-}
 
 /// Labels of a well-labelled image.
 const FULL_LABELS: &[(&str, &str)] = &[

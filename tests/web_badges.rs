@@ -9,26 +9,18 @@ mod support;
 
 use std::collections::BTreeMap;
 
-use chrono::{DateTime, TimeZone, Utc};
+use chrono::Utc;
 use microbadger::inspect::{ImageInput, Platform, PlatformEntry, inspect_image};
 use microbadger::oci::{ImageConfig, OciImageManifest};
 use microbadger::queue::{JobKind, Priority};
 use microbadger::reference::ImageRef;
 use microbadger::registry::Inspection;
 use microbadger::store::RepoStatus;
-use support::web::{TestApp, TestResponse};
+use support::web::{TestApp, TestResponse, at, digest};
 
 const OCI_MANIFEST: &str = "application/vnd.oci.image.manifest.v1+json";
 const OCI_INDEX: &str = "application/vnd.oci.image.index.v1+json";
 const SVG: &str = "image/svg+xml;charset=utf-8";
-
-fn digest(n: u32) -> String {
-    format!("sha256:{n:064x}")
-}
-
-fn at(seconds: i64) -> DateTime<Utc> {
-    Utc.with_ymd_and_hms(2024, 5, 1, 12, 0, 0).unwrap() + chrono::Duration::seconds(seconds)
-}
 
 /// Labels of a well-labelled image (score 100).
 const FULL_LABELS: &[(&str, &str)] = &[

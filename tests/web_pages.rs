@@ -9,7 +9,7 @@ mod support;
 
 use std::collections::BTreeMap;
 
-use chrono::{DateTime, TimeZone, Utc};
+use chrono::Utc;
 use microbadger::inspect::{ImageInput, Platform, PlatformEntry, inspect_image};
 use microbadger::oci::{ImageConfig, OciImageManifest};
 use microbadger::queue::{JobKind, Priority};
@@ -18,18 +18,10 @@ use microbadger::registry::Inspection;
 use microbadger::registry::hub::HubInfo;
 use microbadger::store::RepoStatus;
 use scraper::{ElementRef, Html, Selector};
-use support::web::{TestApp, TestResponse};
+use support::web::{TestApp, TestResponse, at, digest};
 
 const OCI_MANIFEST: &str = "application/vnd.oci.image.manifest.v1+json";
 const PUBLIC_URL: &str = "https://badges.example.org";
-
-fn digest(n: u32) -> String {
-    format!("sha256:{n:064x}")
-}
-
-fn at(seconds: i64) -> DateTime<Utc> {
-    Utc.with_ymd_and_hms(2024, 5, 1, 12, 0, 0).unwrap() + chrono::Duration::seconds(seconds)
-}
 
 /// Labels of a well-labelled image (score 100).
 const FULL_LABELS: &[(&str, &str)] = &[

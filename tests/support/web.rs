@@ -14,6 +14,17 @@ use microbadger::registry::{Credentials, RegistryClient};
 use microbadger::store::Store;
 use microbadger::web::AppState;
 
+/// A distinct, well-formed digest per `n`, for seeded versions.
+pub fn digest(n: u32) -> String {
+    format!("sha256:{n:064x}")
+}
+
+/// A fixed instant plus `seconds`, so seeded pages and snapshots do not depend on the clock.
+pub fn at(seconds: i64) -> chrono::DateTime<chrono::Utc> {
+    use chrono::TimeZone;
+    chrono::Utc.with_ymd_and_hms(2024, 5, 1, 12, 0, 0).unwrap() + chrono::Duration::seconds(seconds)
+}
+
 /// The web app over fresh backends; the temp dir lives as long as this value.
 pub struct TestApp {
     pub state: AppState,
