@@ -94,6 +94,10 @@ pub enum Command {
         /// Seed of the simulation's random numbers (same seed, same result).
         #[arg(long, default_value_t = 1)]
         seed: u64,
+        /// A scaler configuration file (as for MICROBADGER_SCALER_CONFIG): `ours` runs with
+        /// its `[control]` parameters, so a change can be simulated before it is deployed.
+        #[arg(long, value_name = "FILE.toml")]
+        config: Option<std::path::PathBuf>,
     },
     /// Create, list or revoke webhook tokens. A new token's URL is shown once: only a hash
     /// of the token is stored.
@@ -282,6 +286,7 @@ pub async fn run(cli: Cli) -> u8 {
             svg,
             start_delay,
             seed,
+            config,
         } => {
             let options = crate::scaler::simulate::Options {
                 scenario,
@@ -291,6 +296,7 @@ pub async fn run(cli: Cli) -> u8 {
                 svg,
                 start_delay,
                 seed,
+                config,
             };
             match crate::scaler::simulate::command(&options) {
                 Ok(out) => {

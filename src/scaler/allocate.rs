@@ -33,6 +33,9 @@ pub struct Request<'a> {
     pub spec: &'a ServiceSpec,
     /// What the control law wants (after its own damping).
     pub desired: u32,
+    /// The part of `desired` needed now (see `control::Proposal::needed`); the rest is held
+    /// against churn and yields to any service's need. `needed >= desired` means all of it.
+    pub needed: u32,
     pub ready: u32,
     pub starting: u32,
     pub stopping: u32,
@@ -107,28 +110,32 @@ pub fn allocate(capacity: u32, requests: &[Request]) -> Vec<Grant> {
         entitled[i] = fits;
         budget -= u64::from(fits) * units[i];
     }
-    let mut start = 0;
-    while start < order.len() {
-        let priority = requests[order[start]].spec.priority;
-        let end = order[start..]
-            .iter()
-            .position(|&i| requests[i].spec.priority != priority)
-            .map_or(order.len(), |p| start + p);
-        let tier = &order[start..end];
-        loop {
-            let mut gave = false;
-            for &i in tier {
-                if entitled[i] < want[i] && budget >= units[i] {
-                    entitled[i] += 1;
-                    budget -= units[i];
-                    gave = true;
+    // Needs first, by priority; then what each service holds beyond its need, by priority.
+    let need: Vec<u32> = (0..n).map(|i| requests[i].needed.min(want[i])).collect();
+    for cap in [&need, &want] {
+        let mut start = 0;
+        while start < order.len() {
+            let priority = requests[order[start]].spec.priority;
+            let end = order[start..]
+                .iter()
+                .position(|&i| requests[i].spec.priority != priority)
+                .map_or(order.len(), |p| start + p);
+            let tier = &order[start..end];
+            loop {
+                let mut gave = false;
+                for &i in tier {
+                    if entitled[i] < cap[i] && budget >= units[i] {
+                        entitled[i] += 1;
+                        budget -= units[i];
+                        gave = true;
+                    }
+                }
+                if !gave {
+                    break;
                 }
             }
-            if !gave {
-                break;
-            }
+            start = end;
         }
-        start = end;
     }
 
     // Units held now by every instance, stopping ones included.
@@ -238,6 +245,7 @@ mod tests {
         Request {
             spec,
             desired,
+            needed: desired,
             ready,
             starting,
             stopping,

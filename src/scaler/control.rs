@@ -153,6 +153,17 @@ pub struct ControlParams {
     pub fallback_after: u32,
     /// Instances to hold after `fallback_after` stale reads (None: keep holding).
     pub fallback: Option<u32>,
+    /// In-flight headroom `z` (standard normal quantile), [`IN_FLIGHT_Z`].
+    pub in_flight_z: f64,
+    /// Square-root staffing factor `β` for queue services, [`QUEUE_BETA`].
+    pub queue_beta: f64,
+    /// Scale-up hysteresis in instances, [`UP_HYSTERESIS`].
+    pub up_hysteresis: f64,
+    /// Fraction of the target the backlog is drained toward, [`DRAIN_AIM`].
+    pub drain_aim: f64,
+    /// Seconds the recommendation must stay below the held count before the held instances
+    /// yield to other services' needs, 60.0 (see [`Proposal::needed`]).
+    pub yield_after: f64,
 }
 
 impl Default for ControlParams {
@@ -171,6 +182,11 @@ impl Default for ControlParams {
             ready_timeout: 30.0,
             fallback_after: 5,
             fallback: None,
+            in_flight_z: IN_FLIGHT_Z,
+            queue_beta: QUEUE_BETA,
+            up_hysteresis: UP_HYSTERESIS,
+            drain_aim: DRAIN_AIM,
+            yield_after: 60.0,
         }
     }
 }
@@ -182,6 +198,11 @@ pub struct Proposal {
     pub raw: f64,
     /// The count wanted after the controller's own damping.
     pub desired: u32,
+    /// The part of `desired` the service needs now: the law's recommendation after the
+    /// tolerance band, without what stabilization, the scale-down rate and the minimum
+    /// lifetime hold on to. The allocator serves every service's need before any service's
+    /// hold, so a held instance never keeps a lower priority from what it needs.
+    pub needed: u32,
     /// Every limit that changed the count, in the order applied.
     pub clamps: Vec<Clamp>,
 }
@@ -217,6 +238,8 @@ pub struct Controller {
     stale: u32,
     /// Live count at the last observation (what `applied` compares against).
     last_live: Option<u32>,
+    /// Since when the recommendation has been below the count held (for `yield_after`).
+    holding_since: Option<f64>,
 }
 
 impl Controller {
@@ -237,6 +260,7 @@ impl Controller {
             starting_since: VecDeque::new(),
             stale: 0,
             last_live: None,
+            holding_since: None,
         }
     }
 
@@ -295,6 +319,7 @@ impl Controller {
                 return Proposal {
                     raw: live as f64,
                     desired: to,
+                    needed: to,
                     clamps,
                 };
             }
@@ -310,6 +335,7 @@ impl Controller {
             return Proposal {
                 raw: live as f64,
                 desired: live,
+                needed: live,
                 clamps,
             };
         }
@@ -329,7 +355,7 @@ impl Controller {
         // 1. Tolerance band around the current count.
         let c = current as f64;
         let within = (raw / c - 1.0).abs() <= self.params.tolerance;
-        let fraction = rec > current && raw <= c + UP_HYSTERESIS;
+        let fraction = rec > current && raw <= c + self.params.up_hysteresis;
         if current > 0 && rec != current && (within || fraction) {
             clamps.push(clamp(
                 "tolerance",
@@ -487,9 +513,22 @@ impl Controller {
             }
         }
 
+        let rec_needed = rec.clamp(min, max).saturating_add(stuck).min(max);
+        let needed = if rec_needed >= desired {
+            self.holding_since = None;
+            desired
+        } else {
+            let since = *self.holding_since.get_or_insert(now);
+            if now - since >= self.params.yield_after {
+                rec_needed
+            } else {
+                desired
+            }
+        };
         Proposal {
             raw,
             desired,
+            needed,
             clamps,
         }
     }
@@ -639,7 +678,7 @@ impl Controller {
             MetricKind::QueueDepth => {
                 let lambda = self.lambda.unwrap_or(0.0);
                 let drain = if self.params.drain_time > 0.0 {
-                    (obs.backlog - DRAIN_AIM * target).max(0.0) / self.params.drain_time
+                    (obs.backlog - self.params.drain_aim * target).max(0.0) / self.params.drain_time
                 } else {
                     0.0
                 };
@@ -650,7 +689,7 @@ impl Controller {
                 let load = (lambda + drain) / mu;
                 // Square-root staffing: queues form when busy instances ≈ load, so keep
                 // √load spare (Halfin-Whitt, β = 1).
-                let mut n = load + QUEUE_BETA * load.sqrt();
+                let mut n = load + self.params.queue_beta * load.sqrt();
                 // Work waiting with no arrivals measured still needs one instance.
                 if obs.backlog > 0.0 {
                     n = n.max(1.0);
@@ -667,7 +706,7 @@ impl Controller {
                     (Some(l), Some(x)) if x > 0.0 => mean * (l / x).clamp(0.0, MAX_GROWTH),
                     _ => mean,
                 };
-                let headroom = expected + IN_FLIGHT_Z * expected.sqrt();
+                let headroom = expected + self.params.in_flight_z * expected.sqrt();
                 headroom / target
             }
         }

@@ -82,6 +82,11 @@ pub struct ControlOverrides {
     pub ready_timeout: Option<f64>,
     pub fallback_after: Option<u32>,
     pub fallback: Option<u32>,
+    pub in_flight_z: Option<f64>,
+    pub queue_beta: Option<f64>,
+    pub up_hysteresis: Option<f64>,
+    pub drain_aim: Option<f64>,
+    pub yield_after: Option<f64>,
 }
 
 /// Everything the supervisor needs to know about what it scales.
@@ -167,6 +172,20 @@ pub fn defaults(capacity: u32, program: &str) -> Vec<ServiceDecl> {
         decl("web", 1, MetricKind::InFlight, WEB_TARGET),
         decl("worker", 2, MetricKind::QueueDepth, WORKER_TARGET),
     ]
+}
+
+/// The `[control]` table of a scaler configuration file (the file `up` reads from
+/// `MICROBADGER_SCALER_CONFIG`), checked like the whole file; `simulate --config` uses it.
+pub fn control_from_file(path: &Path) -> Result<ControlOverrides, ServicesError> {
+    let text = std::fs::read_to_string(path).map_err(|source| ServicesError::Read {
+        path: path.to_path_buf(),
+        source,
+    })?;
+    let parsed: FileConfig = toml::from_str(&text).map_err(|e| ServicesError::Parse {
+        path: path.to_path_buf(),
+        reason: e.to_string(),
+    })?;
+    Ok(parsed.control)
 }
 
 impl Services {

@@ -56,6 +56,7 @@ use std::fmt;
 use serde::Serialize;
 
 use super::allocate::{Request, allocate};
+use super::control::ControlParams;
 use super::{MetricKind, Observation, ServiceSpec};
 pub use policies::Policy;
 use policies::ServicePolicy;
@@ -291,16 +292,16 @@ impl Scenario {
                 1200.0,
                 10,
                 Rate::Sine {
-                    base: 70.0,
-                    amplitude: 50.0,
+                    base: 40.0,
+                    amplitude: 30.0,
                     period: 600.0,
                 },
                 Rate::Sine {
-                    base: 10.0,
-                    amplitude: -8.0,
+                    base: 7.0,
+                    amplitude: -5.0,
                     period: 600.0,
                 },
-                3000,
+                0,
             ),
             _ => return None,
         };
@@ -482,6 +483,8 @@ pub struct SimConfig {
     /// Seconds a stopping instance lingers at least.
     pub stop_delay: f64,
     pub seed: u64,
+    /// The control law's parameters for `ours`.
+    pub control: ControlParams,
 }
 
 impl SimConfig {
@@ -492,6 +495,7 @@ impl SimConfig {
             start_delay,
             stop_delay: STOP_DELAY,
             seed,
+            control: ControlParams::default(),
         }
     }
 }
@@ -513,8 +517,10 @@ pub struct ServiceReport {
     pub scaling_actions: u32,
     /// Seconds of every instance that existed (starting, ready, stopping).
     pub instance_seconds: f64,
-    /// Instance-seconds spent doing work (busy slots / slots).
+    /// Slot-seconds spent doing work divided by slots per instance.
     pub busy_seconds: f64,
+    /// Instance-seconds in which the instance was doing work (at least one job in service).
+    pub working_seconds: f64,
     pub mean_instances: f64,
     pub max_instances: u32,
     pub arrived: u64,
@@ -543,8 +549,12 @@ pub struct Report {
     pub capacity_violations: u32,
     /// Percent of the time the priority-1 service was at or under its target.
     pub p1_sla_met_pct: f64,
-    /// Instance-seconds spent doing work / (capacity × duration), percent.
+    /// Instance-seconds spent doing work (at least one job in service) / (capacity ×
+    /// duration), percent: issue 5's capacity utilisation.
     pub utilization_pct: f64,
+    /// The stricter slot utilisation: busy slots / slots per instance, summed, over capacity
+    /// × duration, percent (a web instance at its target of 3 in flight on 4 slots is 75%).
+    pub slot_utilization_pct: f64,
     pub services: Vec<ServiceReport>,
     /// One sample a second, for the SVG.
     #[serde(skip)]
@@ -622,6 +632,8 @@ struct Instance {
     started: f64,
     /// Finish times of the jobs in service.
     busy: Vec<f64>,
+    /// The end of the time already counted as worked (union of its jobs' service times).
+    worked_until: f64,
 }
 
 #[derive(Debug)]
@@ -642,6 +654,7 @@ struct ServiceState {
     actions: u32,
     instance_seconds: f64,
     busy_seconds: f64,
+    working_seconds: f64,
     max_instances: u32,
 }
 
@@ -695,6 +708,7 @@ impl ServiceState {
                     },
                     started: now,
                     busy: Vec::new(),
+                    worked_until: 0.0,
                 });
             }
         } else if target < live {
@@ -742,11 +756,12 @@ pub fn run(config: &SimConfig) -> Report {
                     phase: Phase::Ready,
                     started: f64::NEG_INFINITY,
                     busy: Vec::new(),
+                    worked_until: 0.0,
                 })
                 .collect();
             ServiceState {
                 model: m.clone(),
-                policy: ServicePolicy::new(config.policy, &m.spec),
+                policy: ServicePolicy::new(config.policy, &m.spec, &config.control),
                 queue: (0..m.initial_backlog).map(|_| 0.0).collect(),
                 instances,
                 target: m.initial_instances,
@@ -760,6 +775,7 @@ pub fn run(config: &SimConfig) -> Report {
                 actions: 0,
                 instance_seconds: 0.0,
                 busy_seconds: 0.0,
+                working_seconds: 0.0,
                 max_instances: m.initial_instances,
             }
         })
@@ -805,9 +821,10 @@ pub fn run(config: &SimConfig) -> Report {
                 .iter()
                 .zip(&desired)
                 .zip(&counts)
-                .map(|((s, &d), &(ready, starting, stopping))| Request {
+                .map(|((s, &(d, needed)), &(ready, starting, stopping))| Request {
                     spec: &s.model.spec,
                     desired: d,
+                    needed,
                     ready,
                     starting,
                     stopping,
@@ -890,6 +907,15 @@ pub fn run(config: &SimConfig) -> Report {
                 s.waits.push(start - arrival);
                 let finish = start + rng.exp(s.model.service_time);
                 s.busy_seconds += (finish.min(sim_end) - start) / slots as f64;
+                // The instance works while any of its slots does: count the part of this job
+                // not already covered by its earlier ones (starts come in time order).
+                let inst = &mut s.instances[idx];
+                let from = start.max(inst.worked_until);
+                let until = finish.min(sim_end);
+                if until > from {
+                    s.working_seconds += until - from;
+                }
+                inst.worked_until = inst.worked_until.max(until);
                 if finish <= end {
                     s.completed += 1;
                     s.completed_tick += 1;
@@ -955,6 +981,7 @@ pub fn run(config: &SimConfig) -> Report {
                 scaling_actions: s.actions,
                 instance_seconds: round3(s.instance_seconds),
                 busy_seconds: round3(s.busy_seconds),
+                working_seconds: round3(s.working_seconds),
                 mean_instances: round3(s.instance_seconds / duration.max(STEP)),
                 max_instances: s.max_instances,
                 arrived: s.arrived,
@@ -969,6 +996,14 @@ pub fn run(config: &SimConfig) -> Report {
         .min_by_key(|r| r.priority)
         .map_or(100.0, |r| 100.0 - r.time_over_target_pct);
     let busy: f64 = service_reports.iter().map(|r| r.busy_seconds).sum();
+    let working: f64 = service_reports.iter().map(|r| r.working_seconds).sum();
+    let of_capacity = |x: f64| {
+        round3(if duration > 0.0 && scenario.capacity > 0 {
+            100.0 * x / (f64::from(scenario.capacity) * duration)
+        } else {
+            0.0
+        })
+    };
     Report {
         scenario: scenario.name.clone(),
         policy: config.policy.name().to_string(),
@@ -989,11 +1024,8 @@ pub fn run(config: &SimConfig) -> Report {
         instance_seconds: round3(service_reports.iter().map(|r| r.instance_seconds).sum()),
         capacity_violations: violations,
         p1_sla_met_pct: round3(p1),
-        utilization_pct: round3(if duration > 0.0 && scenario.capacity > 0 {
-            100.0 * busy / (f64::from(scenario.capacity) * duration)
-        } else {
-            0.0
-        }),
+        utilization_pct: of_capacity(working),
+        slot_utilization_pct: of_capacity(busy),
         services: service_reports,
         timeline,
     }
@@ -1083,6 +1115,8 @@ pub struct Options {
     pub svg: Option<std::path::PathBuf>,
     pub start_delay: f64,
     pub seed: u64,
+    /// A scaler configuration file whose `[control]` table `ours` uses.
+    pub config: Option<std::path::PathBuf>,
 }
 
 /// A failed `simulate`: one line for the terminal, and whether the input was at fault.
@@ -1143,16 +1177,20 @@ pub fn command(options: &Options) -> Result<String, CommandError> {
             vec![Scenario::from_trace(&name, &trace)]
         }
     };
+    let control = match &options.config {
+        Some(path) => super::supervisor::control_params(
+            &super::services::control_from_file(path).map_err(|e| bad(e.to_string()))?,
+        ),
+        None => ControlParams::default(),
+    };
     let reports: Vec<Report> = scenarios
         .iter()
         .flat_map(|scenario| {
             policies.iter().map(|&policy| {
-                run(&SimConfig::new(
-                    scenario.clone(),
-                    policy,
-                    options.start_delay,
-                    options.seed,
-                ))
+                run(&SimConfig {
+                    control: control.clone(),
+                    ..SimConfig::new(scenario.clone(), policy, options.start_delay, options.seed)
+                })
             })
         })
         .collect();

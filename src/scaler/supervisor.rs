@@ -52,7 +52,12 @@ pub fn control_params(o: &ControlOverrides) -> ControlParams {
         ewma_half_life,
         initial_service_rate,
         ready_timeout,
-        fallback_after
+        fallback_after,
+        in_flight_z,
+        queue_beta,
+        up_hysteresis,
+        drain_aim,
+        yield_after
     );
     if o.fallback.is_some() {
         p.fallback = o.fallback;
@@ -139,6 +144,7 @@ impl Supervisor {
             .map(|((d, o), p)| Request {
                 spec: &d.spec,
                 desired: p.desired,
+                needed: p.needed,
                 ready: o.ready,
                 starting: o.starting,
                 stopping: o.stopping,

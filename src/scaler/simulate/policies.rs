@@ -1,7 +1,8 @@
 //! The scaling policies the simulator compares. Each gives a desired count per service; every
 //! one of them then goes through our allocator on the shared capacity.
 //!
-//! - `ours`: the real [`Controller`] with [`ControlParams::default`], every 0.5 s tick.
+//! - `ours`: the real [`Controller`] with [`ControlParams::default`] (or `simulate --config`'s
+//!   `[control]` table), every 0.5 s tick.
 //! - `hpa`: Kubernetes HPA (autoscaling/v2) defaults: a sync every 15 s,
 //!   `desired = ceil(current × metric / target)` skipped when within the 0.1 tolerance, the
 //!   scale-down stabilization window of 300 s (highest recommendation), the scale-up policy
@@ -84,23 +85,32 @@ pub enum ServicePolicy {
 }
 
 impl ServicePolicy {
-    pub fn new(policy: Policy, spec: &ServiceSpec) -> ServicePolicy {
+    pub fn new(policy: Policy, spec: &ServiceSpec, control: &ControlParams) -> ServicePolicy {
         match policy {
-            Policy::Ours => {
-                ServicePolicy::Ours(Box::new(Controller::new(spec, ControlParams::default())))
-            }
+            Policy::Ours => ServicePolicy::Ours(Box::new(Controller::new(spec, control.clone()))),
             Policy::Hpa => ServicePolicy::Hpa(Hpa::new(spec, None)),
             Policy::Keda => ServicePolicy::Hpa(Hpa::new(spec, Some(KEDA_POLL))),
             Policy::Microscaling => ServicePolicy::Micro(Micro::new(spec)),
         }
     }
 
-    /// The desired count at this supervisor tick; `target` is the count currently applied.
-    pub fn desired(&mut self, obs: &Observation, target: u32) -> u32 {
+    /// The desired count at this supervisor tick and the part of it needed now (see
+    /// [`crate::scaler::control::Proposal::needed`]; the other policies have no such
+    /// distinction: all they want is needed); `target` is the count currently applied.
+    pub fn desired(&mut self, obs: &Observation, target: u32) -> (u32, u32) {
         match self {
-            ServicePolicy::Ours(c) => c.propose(obs).desired,
-            ServicePolicy::Hpa(h) => h.desired(obs, target),
-            ServicePolicy::Micro(m) => m.desired(obs, target),
+            ServicePolicy::Ours(c) => {
+                let p = c.propose(obs);
+                (p.desired, p.needed)
+            }
+            ServicePolicy::Hpa(h) => {
+                let d = h.desired(obs, target);
+                (d, d)
+            }
+            ServicePolicy::Micro(m) => {
+                let d = m.desired(obs, target);
+                (d, d)
+            }
         }
     }
 
