@@ -4,8 +4,9 @@
 //! Issue 5's targets against HPA (ours at most half of HPA's time over target, no more
 //! scaling actions, at most 110% of its instance-seconds; hot-bunking: priority 1 at target
 //! 99% of the time with utilisation of 80% or more) are NOT all met by the current control
-//! law; `docs/BENCHMARKS.md` ("Scaler") has the table. The assertions here are the properties
-//! that hold, with the margins measured (seed 1), so a regression shows.
+//! law; `docs/BENCHMARKS.md` ("Scaler") has the table and says which are. The assertions
+//! here are the targets that are met and, for the rest, the margins measured (seed 1), so a
+//! regression shows.
 
 use std::process::Command;
 
@@ -108,11 +109,16 @@ fn ours_against_hpa_on_every_scenario() {
 }
 
 #[test]
-fn step_and_diurnal_meet_the_time_over_target_against_hpa() {
-    // Ours at most half of HPA's time over target: measured 0.09x/0.04x (step) and
-    // 0.17x/0.34x (diurnal) at 1 s/10 s start-up; also ramp at 1 s (0.57x, not asserted).
-    for name in ["step", "diurnal"] {
-        for delay in [1.0, 10.0] {
+fn step_diurnal_and_hot_bunking_meet_the_time_over_target_against_hpa() {
+    // Ours at most half of HPA's time over target: measured 0.09x/0.03x (step),
+    // 0.17x/0.34x (diurnal) at 1 s/10 s start-up, and hot-bunking at 10 s (0.43x; at 1 s
+    // 0.68x, not met).
+    for (name, delays) in [
+        ("step", &[1.0, 10.0][..]),
+        ("diurnal", &[1.0, 10.0][..]),
+        ("hot-bunking", &[10.0][..]),
+    ] {
+        for &delay in delays {
             let (ours, hpa) = (
                 sim(name, Policy::Ours, delay),
                 sim(name, Policy::Hpa, delay),
@@ -143,20 +149,70 @@ fn hot_bunking_favours_priority_one_and_keeps_capacity_busy() {
                 other.p1_sla_met_pct
             );
             assert!(
-                ours.utilization_pct > other.utilization_pct,
-                "start {delay}s vs {}: utilisation {} vs {}",
+                ours.time_over_target_pct < other.time_over_target_pct,
+                "start {delay}s vs {}: over target {} vs {}",
                 policy.name(),
-                ours.utilization_pct,
-                other.utilization_pct
+                ours.time_over_target_pct,
+                other.time_over_target_pct
             );
         }
-        // Measured: 92.3-93.5% and 57.7-58.8%; the issue asks for 99% and 80%.
-        assert!(ours.p1_sla_met_pct >= 92.0, "{}", ours.p1_sla_met_pct);
-        assert!(ours.utilization_pct >= 57.0, "{}", ours.utilization_pct);
+        // Issue 5: utilisation (instance-seconds doing work / capacity x duration) at least
+        // 80%: measured 85.3% (1 s) and 83.7% (10 s).
+        assert!(ours.utilization_pct >= 80.0, "{}", ours.utilization_pct);
+        // The stricter slot utilisation is reported too (web instances keep spare slots).
+        assert!(ours.slot_utilization_pct < ours.utilization_pct);
         // The worker fills what web leaves: together they hold the capacity.
         let held: f64 = ours.services.iter().map(|s| s.mean_instances).sum();
         assert!(held > 0.95 * f64::from(ours.capacity), "{held}");
     }
+    // Issue 5: priority 1 at target at least 99% of the time. Met with a 1 s start-up
+    // (99.02%); with 10 s start-ups 98.36% (not met: web's rise outpaces instances that take
+    // 10 s to start), asserted as measured so a regression shows.
+    let p1 = |delay| sim("hot-bunking", Policy::Ours, delay).p1_sla_met_pct;
+    assert!(p1(1.0) >= 99.0, "{}", p1(1.0));
+    assert!(p1(10.0) >= 98.0, "{}", p1(10.0));
+}
+
+/// `P(N <= k)` for a Poisson count with mean `mean`.
+fn poisson_cdf(mean: f64, k: u32) -> f64 {
+    let mut term = (-mean).exp();
+    let mut sum = term;
+    for i in 1..=k {
+        term *= mean / f64::from(i);
+        sum += term;
+    }
+    sum
+}
+
+/// The hot-bunking targets are reachable at all: at every second, web's 99th percentile of
+/// requests in flight fits its target per instance on the capacity the worker's minimum
+/// leaves, and both services' mean loads fit the capacity together. (The first version of the
+/// scenario, web at 70 + 50 sin, failed this: at its peak no policy could keep web at target
+/// more than ~95% of the time.)
+#[test]
+fn hot_bunking_is_feasible_for_a_perfect_policy() {
+    let s = Scenario::builtin("hot-bunking", 1).unwrap();
+    let (web, worker) = (&s.services[0], &s.services[1]);
+    let web_room = s.capacity - worker.spec.min;
+    let in_flight_cap = (web.spec.target * f64::from(web_room)).floor() as u32;
+    let mut at_target = 0.0;
+    let seconds = s.duration as u32;
+    for t in 0..seconds {
+        let t = f64::from(t);
+        let web_load = web.rate.at(t) * web.service_time;
+        let worker_load = worker.rate.at(t) * worker.service_time / f64::from(worker.slots);
+        at_target += poisson_cdf(web_load, in_flight_cap);
+        // Web at its target per instance plus the worker's busy instances fit the capacity.
+        let web_instances = web_load / web.spec.target;
+        assert!(
+            web_instances + worker_load <= f64::from(s.capacity) * 0.9,
+            "t {t}: web {web_instances:.2} + worker {worker_load:.2} instances"
+        );
+    }
+    let bound = 100.0 * at_target / f64::from(seconds);
+    assert!(bound >= 99.9, "best possible p1 at target {bound:.3}%");
+    let ours = sim("hot-bunking", Policy::Ours, 1.0);
+    assert!(ours.p1_sla_met_pct <= bound);
 }
 
 #[test]
@@ -315,6 +371,48 @@ fn cli_json_table_and_svg() {
         4,
         "2 panels x 2 services"
     );
+}
+
+/// `--config`: ours runs with the file's `[control]` table, the same file `up` reads.
+#[test]
+fn cli_config_changes_our_control_parameters() {
+    let json = |extra: &[&str]| -> serde_json::Value {
+        let mut args = vec!["simulate", "--scenario", "bursty", "--json"];
+        args.extend_from_slice(extra);
+        let out = bin().args(&args).output().unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        serde_json::from_slice(&out.stdout).unwrap()
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let same = dir.path().join("same.toml");
+    std::fs::write(&same, "capacity = 6\n[control]\nscale_down_window = 60.0\n").unwrap();
+    let longer = dir.path().join("longer.toml");
+    std::fs::write(&longer, "[control]\nscale_down_window = 300.0\n").unwrap();
+    let default = json(&[]);
+    assert_eq!(json(&["--config", same.to_str().unwrap()]), default);
+    let held = json(&["--config", longer.to_str().unwrap()]);
+    assert!(
+        held["scaling_actions"].as_u64() < default["scaling_actions"].as_u64(),
+        "a 300 s window scales down less often: {} vs {}",
+        held["scaling_actions"],
+        default["scaling_actions"]
+    );
+
+    let bad = dir.path().join("bad.toml");
+    std::fs::write(&bad, "[control]\nscale_down_window = 60.0\nwindow = 5\n").unwrap();
+    let e = bad_input(&[
+        "simulate",
+        "--scenario",
+        "step",
+        "--config",
+        bad.to_str().unwrap(),
+    ]);
+    assert!(e.contains("bad.toml") && e.contains("line 3"), "{e}");
+    assert!(e.contains("unknown field `window`"), "{e}");
 }
 
 #[test]

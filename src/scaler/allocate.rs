@@ -5,12 +5,14 @@
 //!
 //! 1. **Entitlements by water-filling.** Every service is first entitled to its minimum
 //!    (highest priority first if even the minimums do not fit). What is left is handed out by
-//!    priority tier (lower number first), one instance at a time round-robin within a tier, up
-//!    to each service's desired count. So a higher priority takes from a lower one only what
-//!    it needs, and the lowest priorities fill whatever is left.
+//!    priority tier (lower number first), one instance at a time round-robin within a tier, in
+//!    two passes: first up to each service's *need* (`Request::needed`), then up to its
+//!    desired count (the rest is instances its controller holds against churn). So a higher
+//!    priority takes from a lower one only what it needs, a held instance yields to any
+//!    service's need, and the lowest priorities fill whatever is left.
 //! 2. **Shrinking is immediate.** A service entitled to fewer than its live instances gets
-//!    that lower target now (clamp `preempted` when it wanted more, i.e. a higher priority
-//!    took the units).
+//!    that lower target now (clamp `preempted` when it wanted more: a higher priority's
+//!    desired count, or any service's need, took the units).
 //! 3. **Growth only into units free now.** Free = capacity minus the units of every ready,
 //!    starting and stopping instance of every service. A stopping instance still holds its
 //!    units until it is gone, so a higher priority that preempts a lower one starts its own
@@ -22,8 +24,9 @@
 //! Guarantees (property-tested below): the units held after the grants are applied
 //! (`max(target, live) + stopping` per service) never exceed the capacity unless they already
 //! did before; no grant is below a service's minimum unless it is growing towards it; every
-//! grant is at most the service's maximum; a service is never shrunk below its desired count
-//! to make room for a service of the same or a lower priority.
+//! grant is at most the service's maximum; a service's need is never shrunk to make room for
+//! a service of the same or a lower priority, and its held instances only for another
+//! service's need.
 
 use super::{Clamp, ServiceSpec};
 
@@ -156,14 +159,16 @@ pub fn allocate(capacity: u32, requests: &[Request]) -> Vec<Grant> {
                 (
                     "preempted",
                     format!(
-                        "capacity {capacity}: {e} left after higher priorities, {} of its instances are stopped",
+                        "capacity {capacity}: {e} left after higher priorities and every service's need, {} of its instances are stopped",
                         live[i] - e
                     ),
                 )
             } else {
                 (
                     "capacity",
-                    format!("capacity {capacity}: {e} left after higher priorities"),
+                    format!(
+                        "capacity {capacity}: {e} left after higher priorities and every service's need"
+                    ),
                 )
             };
             clamps[i].push(clamp(kind, want[i], e, why));
@@ -370,68 +375,301 @@ mod tests {
         assert_eq!(g[1].target, 1);
     }
 
-    prop_compose! {
-        fn service()(priority in 1u32..4, min in 0u32..3, extra in 0u32..8, units in 1u32..4,
-                     desired in 0u32..12, ready in 0u32..8, starting in 0u32..3, stopping in 0u32..3)
-            -> (ServiceSpec, u32, u32, u32, u32) {
-            (spec("s", priority, min, min + extra, units), desired, ready, starting, stopping)
+    /// A request with a need below its desired count (the rest is held).
+    fn held(
+        spec: &ServiceSpec,
+        desired: u32,
+        needed: u32,
+        ready: u32,
+        stopping: u32,
+    ) -> Request<'_> {
+        Request {
+            needed,
+            ..req(spec, desired, ready, 0, stopping)
         }
+    }
+
+    fn from_to(g: &Grant, k: usize) -> (u32, u32) {
+        (g.clamps[k].from, g.clamps[k].to)
+    }
+
+    #[test]
+    fn a_lower_prioritys_need_comes_before_a_higher_prioritys_hold() {
+        let web = spec("web", 1, 1, 10, 1);
+        let worker = spec("worker", 2, 1, 10, 1);
+        // Capacity 10 full: web 6 (only 2 needed, 4 held by its damping), worker 4 of the 8
+        // it needs.
+        let g = allocate(10, &[held(&web, 6, 2, 6, 0), held(&worker, 8, 8, 4, 0)]);
+        // Web's held instances yield now ...
+        assert_eq!(g[0].target, 2);
+        assert_eq!(kinds(&g[0]), ["preempted"]);
+        assert_eq!(from_to(&g[0], 0), (6, 2));
+        // ... and the worker grows only once they are gone.
+        assert_eq!(g[1].target, 4);
+        assert_eq!(kinds(&g[1]), ["waiting_for_stop"]);
+        assert_eq!(from_to(&g[1], 0), (8, 4));
+        // Next tick: web's 4 are stopping and still hold their units.
+        let g = allocate(10, &[held(&web, 6, 2, 2, 4), held(&worker, 8, 8, 4, 0)]);
+        assert_eq!((g[0].target, g[1].target), (2, 4));
+        assert_eq!(kinds(&g[1]), ["waiting_for_stop"]);
+        // Gone: the worker has all it needs; web's hold is what capacity does not give.
+        let g = allocate(10, &[held(&web, 6, 2, 2, 0), held(&worker, 8, 8, 4, 0)]);
+        assert_eq!((g[0].target, g[1].target), (2, 8));
+        assert_eq!(kinds(&g[0]), ["capacity"]);
+        assert_eq!(from_to(&g[0], 0), (6, 2));
+        assert!(g[1].clamps.is_empty(), "{:?}", g[1].clamps);
+    }
+
+    #[test]
+    fn a_higher_prioritys_need_still_comes_first() {
+        let web = spec("web", 1, 1, 10, 1);
+        let worker = spec("worker", 2, 1, 10, 1);
+        // Web needs 3 of its 6: it keeps 3, the worker gets the 7 left of the 8 it needs.
+        let g = allocate(10, &[held(&web, 6, 3, 6, 0), held(&worker, 8, 8, 4, 0)]);
+        assert_eq!(g[0].target, 3);
+        assert_eq!(kinds(&g[0]), ["preempted"]);
+        assert_eq!(from_to(&g[0], 0), (6, 3));
+        assert_eq!(g[1].target, 4);
+        assert_eq!(kinds(&g[1]), ["capacity", "waiting_for_stop"]);
+        assert_eq!(from_to(&g[1], 0), (8, 7));
+        assert_eq!(from_to(&g[1], 1), (7, 4));
+    }
+
+    #[test]
+    fn a_hold_yields_to_a_need_not_to_another_hold() {
+        let web = spec("web", 1, 1, 10, 1);
+        let worker = spec("worker", 2, 1, 10, 1);
+        // The worker needs only the 4 it has: web keeps everything it holds.
+        let g = allocate(10, &[held(&web, 6, 2, 6, 0), held(&worker, 8, 4, 4, 0)]);
+        assert_eq!((g[0].target, g[1].target), (6, 4));
+        assert!(g[0].clamps.is_empty(), "{:?}", g[0].clamps);
+        assert_eq!(kinds(&g[1]), ["capacity"]);
+        assert_eq!(from_to(&g[1], 0), (8, 4));
+        // Needing one more takes exactly one of web's held instances.
+        let g = allocate(10, &[held(&web, 6, 2, 6, 0), held(&worker, 8, 5, 4, 0)]);
+        assert_eq!((g[0].target, g[1].target), (5, 4));
+        assert_eq!(kinds(&g[0]), ["preempted"]);
+        assert_eq!(from_to(&g[1], 0), (8, 5));
+    }
+
+    #[test]
+    fn needed_equal_to_desired_never_yields_to_a_lower_priority() {
+        let web = spec("web", 1, 1, 10, 1);
+        let worker = spec("worker", 2, 1, 10, 1);
+        // The same situation as above, but web needs all 6: the worker gets nothing of it.
+        let all = allocate(10, &[held(&web, 6, 6, 6, 0), held(&worker, 8, 8, 4, 0)]);
+        assert_eq!((all[0].target, all[1].target), (6, 4));
+        assert!(all[0].clamps.is_empty(), "{:?}", all[0].clamps);
+        assert_eq!(kinds(&all[1]), ["capacity"]);
+        assert_eq!(from_to(&all[1], 0), (8, 4));
+        // `needed` above `desired` means all of it too.
+        let more = allocate(
+            10,
+            &[held(&web, 6, u32::MAX, 6, 0), held(&worker, 8, 9, 4, 0)],
+        );
+        assert_eq!(more, all);
+        // And the preemption example of the single-pass allocator is unchanged.
+        let web = spec("web", 1, 1, 6, 1);
+        let worker = spec("worker", 2, 1, 6, 1);
+        let g = allocate(6, &[held(&web, 5, 5, 2, 0), held(&worker, 4, 4, 4, 0)]);
+        assert_eq!((g[0].target, g[1].target), (2, 1));
+        assert_eq!(kinds(&g[0]), ["waiting_for_stop"]);
+        assert_eq!(kinds(&g[1]), ["preempted"]);
+    }
+
+    #[test]
+    fn a_need_below_the_minimum_keeps_the_minimum() {
+        let web = spec("web", 1, 3, 10, 1);
+        let worker = spec("worker", 2, 0, 10, 1);
+        // Web needs none of its 5 but its minimum is 3: the worker's need takes only 2.
+        let g = allocate(8, &[held(&web, 5, 0, 5, 0), held(&worker, 8, 8, 3, 0)]);
+        assert_eq!(g[0].target, 3);
+        assert_eq!(kinds(&g[0]), ["preempted"]);
+        assert_eq!(g[1].target, 3);
+        assert_eq!(from_to(&g[1], 0), (8, 5));
+    }
+
+    #[test]
+    fn equal_priorities_serve_needs_before_holds() {
+        let a = spec("a", 1, 0, 10, 1);
+        let b = spec("b", 1, 0, 10, 1);
+        let g = allocate(8, &[held(&a, 6, 2, 6, 0), held(&b, 6, 6, 2, 0)]);
+        assert_eq!(g[0].target, 2);
+        assert_eq!(kinds(&g[0]), ["preempted"]);
+        assert_eq!(g[1].target, 2);
+        assert_eq!(kinds(&g[1]), ["waiting_for_stop"]);
+        assert_eq!(from_to(&g[1], 0), (6, 2));
+    }
+
+    prop_compose! {
+        /// A service and its request: `needed` anywhere in `0..=desired`.
+        fn service()(priority in 1u32..4, min in 0u32..3, extra in 0u32..8, units in 1u32..4,
+                     desired in 0u32..12, short in 0u32..13, ready in 0u32..8,
+                     starting in 0u32..3, stopping in 0u32..3)
+            -> (ServiceSpec, u32, u32, u32, u32, u32) {
+            (spec("s", priority, min, min + extra, units), desired, desired.saturating_sub(short),
+             ready, starting, stopping)
+        }
+    }
+
+    /// The allocator's guarantees for one set of requests.
+    fn check_grants(capacity: u32, requests: &[Request]) -> Result<(), TestCaseError> {
+        let grants = allocate(capacity, requests);
+        prop_assert_eq!(grants.len(), requests.len());
+        let cap = u64::from(capacity);
+        let units = |r: &Request| u64::from(r.spec.units);
+        let held_before: u64 = requests
+            .iter()
+            .map(|r| u64::from(r.ready + r.starting + r.stopping) * units(r))
+            .sum();
+        // Units held once the grants are applied: a shrunk service's stopped instances
+        // still hold their units.
+        let held_after: u64 = requests
+            .iter()
+            .zip(&grants)
+            .map(|(r, g)| u64::from(g.target.max(r.ready + r.starting) + r.stopping) * units(r))
+            .sum();
+        prop_assert!(
+            held_after <= cap.max(held_before),
+            "held {} -> {} of {}",
+            held_before,
+            held_after,
+            capacity
+        );
+        // Granted targets alone never exceed the capacity.
+        let granted: u64 = requests
+            .iter()
+            .zip(&grants)
+            .map(|(r, g)| u64::from(g.target) * units(r))
+            .sum();
+        let live: u64 = requests
+            .iter()
+            .map(|r| u64::from(r.ready + r.starting) * units(r))
+            .sum();
+        prop_assert!(granted <= cap.max(live));
+
+        let want = |r: &Request| r.desired.clamp(r.spec.min, r.spec.max);
+        let need = |r: &Request| r.needed.min(want(r));
+        let minimums: u64 = requests
+            .iter()
+            .map(|r| u64::from(r.spec.min) * units(r))
+            .sum();
+        for (i, (r, g)) in requests.iter().zip(&grants).enumerate() {
+            let live = r.ready + r.starting;
+            prop_assert!(g.target <= r.spec.max, "service {} over max", i);
+            // Minimums kept: never shrunk below its minimum when the minimums fit.
+            if minimums <= cap {
+                prop_assert!(
+                    g.target >= r.spec.min.min(live),
+                    "service {} shrunk below its minimum",
+                    i
+                );
+            }
+            // What the services of this tier and the higher ones need, with the lower tiers
+            // at their minimums: only this can keep a service from its own need.
+            let needs_up_to_here: u64 = requests
+                .iter()
+                .map(|o| {
+                    let w = if o.spec.priority <= r.spec.priority {
+                        need(o).max(o.spec.min)
+                    } else {
+                        o.spec.min
+                    };
+                    u64::from(w) * units(o)
+                })
+                .sum();
+            // Everything this tier and the higher ones want, with every lower tier at its
+            // need: only this can take a held instance.
+            let holds_up_to_here: u64 = requests
+                .iter()
+                .map(|o| {
+                    let w = if o.spec.priority <= r.spec.priority {
+                        want(o)
+                    } else {
+                        need(o).max(o.spec.min)
+                    };
+                    u64::from(w) * units(o)
+                })
+                .sum();
+            // No unit is free for this service once the grants are applied.
+            let full = held_after + units(r) > cap;
+            // A need is never stopped for a lower priority's hold.
+            if g.target < need(r).min(live) {
+                prop_assert!(
+                    needs_up_to_here > cap,
+                    "service {} shrunk below its need of {} to {} by a lower priority's hold",
+                    i,
+                    need(r),
+                    g.target
+                );
+            }
+            // A need is never left ungrown for a lower priority's hold, only while no unit
+            // is free.
+            if g.target < need(r) {
+                prop_assert!(
+                    needs_up_to_here > cap || full,
+                    "service {} below its need of {} at {} with units free",
+                    i,
+                    need(r),
+                    g.target
+                );
+            }
+            // A held instance is stopped only for a need or for a higher priority.
+            if g.target < want(r).min(live) {
+                prop_assert!(
+                    holds_up_to_here > cap,
+                    "service {} preempted without need",
+                    i
+                );
+            }
+            if g.target < want(r) {
+                prop_assert!(holds_up_to_here > cap || full, "service {} not grown", i);
+            }
+            // `preempted` is recorded exactly when live instances are stopped for others.
+            prop_assert_eq!(
+                g.clamps.iter().any(|c| c.kind == "preempted"),
+                g.target < want(r).min(live),
+                "service {}: {:?}",
+                i,
+                &g.clamps
+            );
+        }
+        Ok(())
+    }
+
+    fn requests(services: &[(ServiceSpec, u32, u32, u32, u32, u32)]) -> Vec<Request<'_>> {
+        services
+            .iter()
+            .map(|(s, d, n, r, st, sp)| Request {
+                needed: *n,
+                ..req(s, *d, *r, *st, *sp)
+            })
+            .collect()
     }
 
     proptest! {
         #[test]
         fn capacity_and_minimums_hold(capacity in 0u32..30,
                                       services in proptest::collection::vec(service(), 1..5)) {
-            let requests: Vec<Request> = services
-                .iter()
-                .map(|(s, d, r, st, sp)| req(s, *d, *r, *st, *sp))
+            // Everything needed: the single-pass allocator's guarantees (a lower priority
+            // never takes from a higher one's desired count).
+            let all: Vec<Request> = requests(&services)
+                .into_iter()
+                .map(|r| Request { needed: r.desired, ..r })
                 .collect();
-            let grants = allocate(capacity, &requests);
-            prop_assert_eq!(grants.len(), requests.len());
-            let held_before: u64 = requests.iter()
-                .map(|r| u64::from(r.ready + r.starting + r.stopping) * u64::from(r.spec.units))
-                .sum();
-            // Units held once the grants are applied: a shrunk service's stopped instances
-            // still hold their units.
-            let held_after: u64 = requests.iter().zip(&grants)
-                .map(|(r, g)| u64::from(g.target.max(r.ready + r.starting) + r.stopping)
-                    * u64::from(r.spec.units))
-                .sum();
-            prop_assert!(held_after <= u64::from(capacity).max(held_before),
-                "held {} -> {} of {}", held_before, held_after, capacity);
-            // Granted targets alone never exceed the capacity.
-            let granted: u64 = requests.iter().zip(&grants)
-                .map(|(r, g)| u64::from(g.target) * u64::from(r.spec.units)).sum();
-            let live: u64 = requests.iter()
-                .map(|r| u64::from(r.ready + r.starting) * u64::from(r.spec.units)).sum();
-            prop_assert!(granted <= u64::from(capacity).max(live));
+            check_grants(capacity, &all)?;
+            // `needed` beyond `desired` is the same as all of it.
+            let beyond: Vec<Request> = all
+                .iter()
+                .map(|r| Request { needed: r.desired.saturating_add(3), ..*r })
+                .collect();
+            prop_assert_eq!(allocate(capacity, &beyond), allocate(capacity, &all));
+        }
 
-            let minimums: u64 = requests.iter()
-                .map(|r| u64::from(r.spec.min) * u64::from(r.spec.units)).sum();
-            for (i, (r, g)) in requests.iter().zip(&grants).enumerate() {
-                let live = r.ready + r.starting;
-                prop_assert!(g.target <= r.spec.max, "service {} over max", i);
-                // Minimums kept: never shrunk below its minimum when the minimums fit.
-                if minimums <= u64::from(capacity) {
-                    prop_assert!(g.target >= r.spec.min.min(live),
-                        "service {} shrunk below its minimum", i);
-                }
-                // Preemption only when the service's tier and every higher one cannot all
-                // have what they want while lower tiers keep their minimums.
-                let want = r.desired.clamp(r.spec.min, r.spec.max);
-                if g.target < want.min(live) {
-                    let need: u64 = requests.iter().map(|o| {
-                        let w = if o.spec.priority <= r.spec.priority {
-                            o.desired.clamp(o.spec.min, o.spec.max)
-                        } else {
-                            o.spec.min
-                        };
-                        u64::from(w) * u64::from(o.spec.units)
-                    }).sum();
-                    prop_assert!(need > u64::from(capacity),
-                        "service {} preempted without need", i);
-                }
-            }
+        #[test]
+        fn needs_come_before_holds(capacity in 0u32..30,
+                                   services in proptest::collection::vec(service(), 1..5)) {
+            check_grants(capacity, &requests(&services))?;
         }
     }
 }

@@ -174,6 +174,19 @@ pub fn defaults(capacity: u32, program: &str) -> Vec<ServiceDecl> {
     ]
 }
 
+/// A TOML error on one line (`line N: message`); toml's own rendering spans several lines
+/// with a source excerpt, which does not fit a one-line CLI error.
+fn toml_reason(text: &str, e: &toml::de::Error) -> String {
+    let message = e.message().trim().replace('\n', " ");
+    match e.span() {
+        Some(span) => {
+            let line = text[..span.start.min(text.len())].matches('\n').count() + 1;
+            format!("line {line}: {message}")
+        }
+        None => message,
+    }
+}
+
 /// The `[control]` table of a scaler configuration file (the file `up` reads from
 /// `MICROBADGER_SCALER_CONFIG`), checked like the whole file; `simulate --config` uses it.
 pub fn control_from_file(path: &Path) -> Result<ControlOverrides, ServicesError> {
@@ -183,7 +196,7 @@ pub fn control_from_file(path: &Path) -> Result<ControlOverrides, ServicesError>
     })?;
     let parsed: FileConfig = toml::from_str(&text).map_err(|e| ServicesError::Parse {
         path: path.to_path_buf(),
-        reason: e.to_string(),
+        reason: toml_reason(&text, &e),
     })?;
     Ok(parsed.control)
 }
@@ -224,7 +237,7 @@ impl Services {
         let parsed: FileConfig = match file {
             Some((path, text)) => toml::from_str(text).map_err(|e| ServicesError::Parse {
                 path: path.to_path_buf(),
-                reason: e.to_string(),
+                reason: toml_reason(text, &e),
             })?,
             None => FileConfig::default(),
         };
@@ -554,5 +567,110 @@ mod tests {
             "an unparseable label is skipped"
         );
         assert_eq!(priority_from_labels(&labels(&[("x", "1")])), None);
+    }
+
+    /// A scaler configuration file with `text`, removed when dropped.
+    fn config_file(text: &str) -> tempfile::NamedTempFile {
+        let mut f = tempfile::Builder::new()
+            .prefix("microbadger-scaler-")
+            .suffix(".toml")
+            .tempfile()
+            .unwrap();
+        std::io::Write::write_all(&mut f, text.as_bytes()).unwrap();
+        f
+    }
+
+    #[test]
+    fn control_from_file_reads_the_control_table() {
+        let f = config_file(
+            "capacity = 6\ntick_ms = 250\nstop_grace_secs = 3.0\n\
+             [control]\nyield_after = 12.0\nin_flight_z = 2.0\n\
+             [services.worker]\nmax = 4\n",
+        );
+        let control = control_from_file(f.path()).unwrap();
+        assert_eq!(
+            control,
+            ControlOverrides {
+                yield_after: Some(12.0),
+                in_flight_z: Some(2.0),
+                ..ControlOverrides::default()
+            }
+        );
+        // Applied over the defaults as the supervisor does.
+        let params = crate::scaler::supervisor::control_params(&control);
+        assert_eq!(
+            params,
+            crate::scaler::control::ControlParams {
+                yield_after: 12.0,
+                in_flight_z: 2.0,
+                ..Default::default()
+            }
+        );
+        // Every new field can be set.
+        let f = config_file(
+            "[control]\nqueue_beta = 0.5\nup_hysteresis = 0.25\ndrain_aim = 1.0\n\
+             yield_after = 30.0\nin_flight_z = 1.5\n",
+        );
+        let control = control_from_file(f.path()).unwrap();
+        assert_eq!(
+            (
+                control.queue_beta,
+                control.up_hysteresis,
+                control.drain_aim,
+                control.yield_after,
+                control.in_flight_z
+            ),
+            (Some(0.5), Some(0.25), Some(1.0), Some(30.0), Some(1.5))
+        );
+        // No [control] table: nothing overridden.
+        let f = config_file("capacity = 6\n");
+        assert_eq!(
+            control_from_file(f.path()).unwrap(),
+            ControlOverrides::default()
+        );
+    }
+
+    #[test]
+    fn control_from_file_checks_the_whole_file() {
+        for text in [
+            "[control]\nyield_after = 12.0\nyield_afterwards = 1.0\n",
+            "[control]\nyield_after = \"soon\"\n",
+            "capacity = 6\ncolour = 1\n[control]\nyield_after = 12.0\n",
+            "[control]\nyield_after = 12.0\n[services.worker]\nmaximum = 4\n",
+        ] {
+            let f = config_file(text);
+            let err = control_from_file(f.path()).unwrap_err();
+            let ServicesError::Parse { path, reason } = &err else {
+                panic!("{text:?}: not a parse error: {err:?}");
+            };
+            assert_eq!(path, f.path(), "{text:?}");
+            assert!(
+                err.to_string()
+                    .starts_with(&format!("{}: ", f.path().display())),
+                "{err}"
+            );
+            assert!(!reason.is_empty());
+        }
+        let f = config_file("[control]\nyield_afterwards = 1.0\n");
+        let err = control_from_file(f.path()).unwrap_err();
+        assert!(err.to_string().contains("unknown field"), "{err}");
+        assert!(err.to_string().contains("yield_afterwards"), "{err}");
+    }
+
+    #[test]
+    fn control_from_file_reports_a_missing_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("absent.toml");
+        let err = control_from_file(&path).unwrap_err();
+        let ServicesError::Read { path: p, source } = &err else {
+            panic!("not a read error: {err:?}");
+        };
+        assert_eq!(p, &path);
+        assert_eq!(source.kind(), std::io::ErrorKind::NotFound);
+        assert!(
+            err.to_string()
+                .starts_with(&format!("{}: ", path.display())),
+            "{err}"
+        );
     }
 }
