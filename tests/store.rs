@@ -1221,6 +1221,7 @@ fn decision(at: f64, web_backlog: f64, granted: u32) -> Decision {
                 observation: obs(web_backlog),
                 raw: 2.25,
                 desired: granted + 1,
+                needed: Some(granted),
                 granted,
                 clamps: vec![Clamp {
                     kind: "capacity".into(),
@@ -1237,6 +1238,7 @@ fn decision(at: f64, web_backlog: f64, granted: u32) -> Decision {
                 },
                 raw: 0.0,
                 desired: 1,
+                needed: None,
                 granted: 1,
                 clamps: vec![],
             },

@@ -50,6 +50,7 @@ fn service(name: &str, backlog: f64, ready: u32, clamps: Vec<Clamp>) -> ServiceD
         observation: observation(backlog, ready, true),
         raw: backlog / 2.0,
         desired: ready + clamps.len() as u32,
+        needed: Some(ready),
         granted: ready,
         clamps,
     }
@@ -189,6 +190,10 @@ async fn json_has_the_latest_decision_and_the_hour_in_intervals() {
     let at = v["latest"]["at"].as_str().unwrap();
     let parsed = chrono::DateTime::parse_from_rfc3339(at).unwrap();
     assert!((parsed.timestamp() as f64 - (base - 11.0)).abs() < 1.0);
+    // The needed part of desired is recorded and served (seeded as the granted count).
+    let web = &v["latest"]["services"][0];
+    assert!(web["needed"].is_u64(), "{web}");
+    assert_eq!(web["needed"], web["granted"]);
     insta::assert_json_snapshot!("scaler_status", redact(v));
 }
 
@@ -270,6 +275,7 @@ async fn dashboard_charts_the_hour_and_lists_the_latest_clamps() {
     assert_eq!(texts(&html, "#services tr.service td.ready"), ["2", "2"]);
     assert_eq!(texts(&html, "#services tr.service td.granted"), ["2", "2"]);
     assert_eq!(texts(&html, "#services tr.service td.desired"), ["3", "2"]);
+    assert_eq!(texts(&html, "#services tr.service td.needed"), ["2", "2"]);
     assert_eq!(
         texts(&html, "#services tr.service td.arrivals"),
         ["1.00/s", "14.25/s"]

@@ -102,6 +102,11 @@ pub struct ServiceDecision {
     pub raw: f64,
     /// What the control law wants after its own damping.
     pub desired: u32,
+    /// The part of `desired` needed now; the rest is held against churn and yields to other
+    /// services' needs (`control::Proposal::needed`). `None` in records made before it
+    /// existed.
+    #[serde(default)]
+    pub needed: Option<u32>,
     /// What the allocator granted (the orchestrator's new target).
     pub granted: u32,
     pub clamps: Vec<Clamp>,
@@ -114,4 +119,28 @@ pub struct Decision {
     pub at: f64,
     pub capacity: u32,
     pub services: Vec<ServiceDecision>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Decisions recorded before `needed` existed still load (it reads as unknown).
+    #[test]
+    fn a_decision_recorded_without_needed_still_loads() {
+        let old = r#"{"service":"web","observation":{"now":1.0,"backlog":2.0,"in_service":1.0,
+            "arrival_rate":null,"completion_rate":null,"ready":1,"starting":0,"stopping":0,
+            "fresh":true},"raw":1.2,"desired":2,"granted":2,"clamps":[]}"#;
+        let d: ServiceDecision = serde_json::from_str(old).unwrap();
+        assert_eq!((d.desired, d.needed, d.granted), (2, None, 2));
+        let again: ServiceDecision = serde_json::from_str(
+            &serde_json::to_string(&ServiceDecision {
+                needed: Some(1),
+                ..d
+            })
+            .unwrap(),
+        )
+        .unwrap();
+        assert_eq!(again.needed, Some(1));
+    }
 }

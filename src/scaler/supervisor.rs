@@ -171,6 +171,7 @@ impl Supervisor {
                 observation: obs,
                 raw: proposal.raw,
                 desired: proposal.desired,
+                needed: Some(proposal.needed),
                 granted: grant.target,
                 clamps,
             });

@@ -681,6 +681,8 @@ fn add_scaler(doc: &mut Value) {
                     "raw": nullable(json!({"type": "number", "description":
                         "The control law's output before damping, in fractional instances."})),
                     "desired": integer(),
+                    "needed": nullable(json!({"type": "integer", "minimum": 0, "description":
+                        "The part of desired needed now; the rest is held against churn and yields to other services' needs. Null in decisions recorded before it existed."})),
                     "granted": integer(),
                     "clamps": {"type": "array", "items": schema_ref("ScalerClamp")},
                 }),

@@ -71,6 +71,9 @@ pub struct ServiceDoc {
     pub raw: Option<f64>,
     /// What the control law wants after its own damping.
     pub desired: u32,
+    /// The part of `desired` needed now; the rest is held and yields to other services'
+    /// needs. `null` in decisions recorded before it existed.
+    pub needed: Option<u32>,
     /// What the allocator granted: the orchestrator's target.
     pub granted: u32,
     pub clamps: Vec<ClampDoc>,
@@ -179,6 +182,7 @@ impl ServiceDoc {
             },
             raw: finite(s.raw),
             desired: s.desired,
+            needed: s.needed,
             granted: s.granted,
             clamps: s
                 .clamps
@@ -572,6 +576,7 @@ pub struct ServiceRow {
     pub stopping: u32,
     pub raw: String,
     pub desired: u32,
+    pub needed: String,
     pub granted: u32,
     pub fresh: bool,
 }
@@ -634,6 +639,7 @@ impl DashboardPage {
                                 "—".into()
                             },
                             desired: s.desired,
+                            needed: s.needed.map_or("—".into(), |n| n.to_string()),
                             granted: s.granted,
                             fresh: o.fresh,
                         }
@@ -716,6 +722,7 @@ mod tests {
             },
             raw: f64::NAN,
             desired: ready + 1,
+            needed: Some(ready),
             granted: ready,
             clamps: vec![Clamp {
                 kind: "capacity".into(),
