@@ -177,6 +177,8 @@ fn main() {
     let mut up = cmd
         .env("MICROBADGER_LISTEN", format!("127.0.0.1:{port}"))
         .env("MICROBADGER_CAPACITY", "6")
+        // If this benchmark is killed, `up` stops its children and exits instead of running on.
+        .env("MICROBADGER_SUPERVISOR_PID", std::process::id().to_string())
         .env("MICROBADGER_SCALER_CONFIG", &config)
         .env("MICROBADGER_LOG", "info,sqlx=warn,microbadger::web=warn")
         .stderr(log)

@@ -386,8 +386,13 @@ async fn supervise(app: crate::app::App, local: bool) -> u8 {
         let _ = stop_rx.wait_for(|s| *s).await;
     }));
     let mut demand = crate::scaler::demand::DemandReader::new(app.store.clone(), app.queue.clone());
+    // Under a supervisor of its own (MICROBADGER_SUPERVISOR_PID: a benchmark, a test harness),
+    // `up` also stops, children included, when that process is gone.
     Supervisor::new(services, orchestrator, app.store.clone())
-        .run(&mut demand, crate::app::shutdown_signal())
+        .run(
+            &mut demand,
+            stop_requested(app.config.scaler.supervisor_pid),
+        )
         .await;
     let _ = stop_tx.send(true);
     let _ = scheduler.await;

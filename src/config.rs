@@ -135,7 +135,7 @@ pub const VARIABLES: &[(&str, &str, &str)] = &[
     (
         "MICROBADGER_SUPERVISOR_PID",
         "",
-        "Set by `up` on the processes it starts: a child reports readiness on stdout and exits when its parent is no longer this pid.",
+        "Set by `up` on the processes it starts: a child reports readiness on stdout and exits when its parent is no longer this pid. Set on `up` itself, `up` stops its children and exits when its parent is no longer this pid.",
     ),
     (
         "MICROBADGER_LOG",

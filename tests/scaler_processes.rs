@@ -423,6 +423,75 @@ fn children_of_a_killed_up_exit_by_themselves() {
     );
 }
 
+/// `up` under a supervisor of its own (MICROBADGER_SUPERVISOR_PID, as the scaler benchmark
+/// starts it): when that process is SIGKILLed, `up` stops its children and exits.
+#[test]
+fn up_whose_own_supervisor_dies_stops_with_its_children() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = format!("sqlite://{}", dir.path().join("mb.db").display());
+    let port = support::free_port();
+    let config = dir.path().join("scaler.toml");
+    std::fs::write(&config, "").unwrap();
+    let log = std::fs::File::create(dir.path().join("up.log")).unwrap();
+    // A shell stands in for the supervising process: it starts `up` with its own pid as
+    // MICROBADGER_SUPERVISOR_PID, prints `up`'s pid and waits.
+    let mut cmd = Command::new("sh");
+    cmd.args([
+        "-c",
+        r#"MICROBADGER_SUPERVISOR_PID=$$ "$0" up & echo $!; wait"#,
+        env!("CARGO_BIN_EXE_microbadger"),
+    ]);
+    base_env(&mut cmd, &db, "127.0.0.1:1");
+    let mut shell = cmd
+        .env("MICROBADGER_LISTEN", format!("127.0.0.1:{port}"))
+        .env("MICROBADGER_CAPACITY", CAPACITY.to_string())
+        .env("MICROBADGER_SCALER_CONFIG", &config)
+        .env("MICROBADGER_SHUTDOWN_GRACE_SECS", "2")
+        .env("MICROBADGER_LOG", "info,sqlx=warn")
+        .stdout(Stdio::piped())
+        .stderr(log)
+        .spawn()
+        .map(Stopped)
+        .expect("start sh");
+    let mut line = String::new();
+    std::io::BufRead::read_line(
+        &mut std::io::BufReader::new(shell.stdout.take().unwrap()),
+        &mut line,
+    )
+    .unwrap();
+    let up_pid: u32 = line.trim().parse().expect("up's pid");
+    // `up` stops what it started: make sure it is also stopped if this test fails.
+    struct Reap(u32);
+    impl Drop for Reap {
+        fn drop(&mut self) {
+            if alive(self.0) {
+                let _ = Command::new("kill")
+                    .args(["-KILL", &self.0.to_string()])
+                    .status();
+            }
+        }
+    }
+    let _reap = Reap(up_pid);
+    wait_until("a web and a worker child", Duration::from_secs(30), || {
+        let c = children_of(up_pid);
+        c.iter().any(|p| p.role == "web") && c.iter().any(|p| p.role == "worker")
+    });
+    let children: Vec<u32> = children_of(up_pid).iter().map(|p| p.pid).collect();
+    signal(shell.id(), "-KILL");
+    let _ = wait_exit(&mut shell, Duration::from_secs(5));
+    wait_until(
+        "up and its children to exit",
+        Duration::from_secs(40),
+        || !alive(up_pid) && children.iter().all(|&p| !alive(p)),
+    );
+    let log = std::fs::read_to_string(dir.path().join("up.log")).unwrap();
+    assert!(
+        log.contains("the supervising process is gone"),
+        "{}",
+        log_tail(dir.path())
+    );
+}
+
 /// "Full circle": a service's priority comes from a label on its own image, read with
 /// microbadger's registry client from the real registry; a priority set in the configuration
 /// wins; an image that cannot be read keeps the default.
