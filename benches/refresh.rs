@@ -79,6 +79,7 @@ async fn run() -> bool {
             max_attempts: 3,
             refresh_period: Duration::from_secs(3600),
             shutdown_grace: Duration::from_secs(5),
+            dead_job_retention: None,
         },
         id: "bench".into(),
     };

@@ -72,6 +72,7 @@ impl App {
             queue: self.queue.clone(),
             period: self.config.worker.refresh_period,
             holder: crate::worker::worker_id(),
+            dead_job_retention: self.config.worker.dead_job_retention,
         }
     }
 }

@@ -93,6 +93,11 @@ pub const VARIABLES: &[(&str, &str, &str)] = &[
         "Attempts before a failing job is dead-lettered with its reason.",
     ),
     (
+        "MICROBADGER_DEAD_JOB_RETENTION_DAYS",
+        "14",
+        "Dead-lettered jobs are deleted this many days after they died (0 keeps them).",
+    ),
+    (
         "MICROBADGER_REFRESH_PERIOD_SECS",
         "3600",
         "Every known repository is refreshed once per period, spread evenly over it.",
@@ -193,6 +198,8 @@ pub struct WorkerConfig {
     pub max_attempts: u32,
     pub refresh_period: Duration,
     pub shutdown_grace: Duration,
+    /// Dead letters older than this are deleted; `None` keeps them.
+    pub dead_job_retention: Option<Duration>,
 }
 
 /// Everything the registry client needs.
@@ -272,6 +279,10 @@ impl Config {
             max_attempts: (number("MICROBADGER_JOB_MAX_ATTEMPTS")? as u32).max(1),
             refresh_period: Duration::from_secs(number("MICROBADGER_REFRESH_PERIOD_SECS")?.max(1)),
             shutdown_grace: Duration::from_secs(number("MICROBADGER_SHUTDOWN_GRACE_SECS")?),
+            dead_job_retention: match number("MICROBADGER_DEAD_JOB_RETENTION_DAYS")? {
+                0 => None,
+                days => Some(Duration::from_secs(days.saturating_mul(86_400))),
+            },
         };
         let web = WebConfig {
             listen: value("MICROBADGER_LISTEN").trim().to_string(),

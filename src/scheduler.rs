@@ -9,6 +9,9 @@
 //! repository twice for one slot (and the queue's dedup absorbs the one crash window between
 //! enqueueing and saving the slot).
 //!
+//! The active scheduler also deletes dead-lettered jobs older than the retention
+//! (`MICROBADGER_DEAD_JOB_RETENTION_DAYS`), at its first tick as leader and hourly after.
+//!
 //! One active scheduler: a lease-based lock held through the queue backend (a row in the
 //! SQLite file, or a key in Redis), renewed every tick; another scheduler takes over when the
 //! holder stops renewing.
@@ -29,6 +32,8 @@ const TICK: Duration = Duration::from_secs(1);
 const LOCK_TTL: Duration = Duration::from_secs(15);
 /// Repositories queued per tick at most (the rest wait for the next tick).
 const BATCH: i64 = 500;
+/// How often the active scheduler purges old dead letters.
+const PURGE_EVERY: Duration = Duration::from_secs(3600);
 
 /// The first refresh slot of a repository: `now` plus a stable offset within the period.
 pub fn first_slot(
@@ -64,6 +69,8 @@ pub struct Scheduler {
     pub period: Duration,
     /// Identifies this scheduler as the lock holder.
     pub holder: String,
+    /// Dead-lettered jobs older than this are deleted; `None` keeps them.
+    pub dead_job_retention: Option<Duration>,
 }
 
 impl Scheduler {
@@ -103,12 +110,42 @@ impl Scheduler {
         Ok(Some(due.len()))
     }
 
+    /// Deletes dead-lettered jobs older than the retention; returns how many (`None` when
+    /// the retention keeps them all).
+    pub async fn purge_dead_jobs(&self) -> Result<Option<u64>, String> {
+        let Some(retention) = self.dead_job_retention else {
+            return Ok(None);
+        };
+        let purged = self
+            .queue
+            .purge_dead(retention)
+            .await
+            .map_err(|e| e.to_string())?;
+        if purged > 0 {
+            tracing::info!(
+                purged,
+                retention_secs = retention.as_secs(),
+                "deleted old dead-lettered jobs"
+            );
+        }
+        Ok(Some(purged))
+    }
+
     /// Tick until `shutdown` resolves; then give the lock up so a successor starts at once.
     pub async fn run(self, shutdown: impl Future<Output = ()>) {
         tokio::pin!(shutdown);
         let mut was_leader = false;
+        let mut purged_at: Option<std::time::Instant> = None;
         loop {
-            match self.tick(Utc::now()).await {
+            let ticked = self.tick(Utc::now()).await;
+            if matches!(ticked, Ok(Some(_))) && purged_at.is_none_or(|t| t.elapsed() >= PURGE_EVERY)
+            {
+                purged_at = Some(std::time::Instant::now());
+                if let Err(e) = self.purge_dead_jobs().await {
+                    tracing::warn!(error = %e, "purging dead-lettered jobs failed");
+                }
+            }
+            match ticked {
                 Ok(Some(_)) if !was_leader => {
                     tracing::info!(holder = %self.holder, "this scheduler is active");
                     was_leader = true;

@@ -846,6 +846,7 @@ async fn a_push_to_the_registry_reaches_the_badge_and_the_api_by_itself() {
             max_attempts: 3,
             refresh_period: Duration::from_secs(3600),
             shutdown_grace: Duration::from_secs(2),
+            dead_job_retention: None,
         },
         id: "e2e-worker".into(),
     };

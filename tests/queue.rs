@@ -430,6 +430,45 @@ async fn failures_back_off_then_dead_letter_with_the_reason(env: Env) {
     assert_eq!(q.dead_jobs(0).await.unwrap().len(), 0);
 }
 
+/// Dead letters older than the retention go; recent ones, pending and running jobs stay.
+async fn old_dead_letters_are_purged_and_recent_ones_kept(env: Env) {
+    let q = env
+        .queue(QueueOptions {
+            max_attempts: 1,
+            ..opts()
+        })
+        .await;
+    let kill = |name: &'static str| {
+        let q = q.clone();
+        async move {
+            q.enqueue(&image(name), Normal).await.unwrap();
+            let job = q.claim("w").await.unwrap().unwrap();
+            assert_eq!(q.fail(&job, "gone").await.unwrap(), FailOutcome::Dead);
+        }
+    };
+    kill("old").await;
+    tokio::time::sleep(Duration::from_millis(800)).await;
+    kill("recent").await;
+    q.enqueue(&image("running"), Normal).await.unwrap();
+    let running = q.claim("w").await.unwrap().unwrap();
+    q.enqueue(&image("pending"), Normal).await.unwrap();
+
+    assert_eq!(q.purge_dead(Duration::from_secs(3600)).await.unwrap(), 0);
+    assert_eq!(q.purge_dead(Duration::from_millis(400)).await.unwrap(), 1);
+    let dead = q.dead_jobs(10).await.unwrap();
+    assert_eq!(dead.len(), 1);
+    assert_eq!(dead[0].kind, image("recent"));
+    assert_eq!(q.stats().await.unwrap().dead, 1);
+
+    assert_eq!(q.purge_dead(Duration::ZERO).await.unwrap(), 1);
+    assert!(q.dead_jobs(10).await.unwrap().is_empty());
+    let stats = q.stats().await.unwrap();
+    assert_eq!((stats.dead, stats.in_flight), (0, 1));
+    // The running job can still be acknowledged, and the pending one claimed.
+    q.ack(&running).await.unwrap();
+    assert_eq!(claim_image(&q, "w").await.as_deref(), Some("pending"));
+}
+
 async fn retry_at_reschedules_without_counting_a_failure(env: Env) {
     let q = env
         .queue(QueueOptions {
@@ -602,6 +641,7 @@ for_each_backend!(
     an_expired_job_folds_into_its_pending_twin,
     release_puts_the_job_back_without_counting,
     failures_back_off_then_dead_letter_with_the_reason,
+    old_dead_letters_are_purged_and_recent_ones_kept,
     retry_at_reschedules_without_counting_a_failure,
     stats_report_what_the_microscaler_needs,
     try_lock_is_exclusive_and_expires,

@@ -25,6 +25,7 @@ fn worker_config() -> WorkerConfig {
         max_attempts: 3,
         refresh_period: Duration::from_secs(3600),
         shutdown_grace: Duration::from_secs(2),
+        dead_job_retention: None,
     }
 }
 
@@ -318,12 +319,14 @@ async fn the_scheduler_queues_each_repository_once_per_period_with_one_leader() 
         queue: queue.clone(),
         period: Duration::from_secs(3600),
         holder: "a".into(),
+        dead_job_retention: None,
     };
     let b = Scheduler {
         store: store.clone(),
         queue: queue.clone(),
         period: Duration::from_secs(3600),
         holder: "b".into(),
+        dead_job_retention: None,
     };
 
     assert_eq!(a.tick(now).await.unwrap(), Some(20));
@@ -335,6 +338,7 @@ async fn the_scheduler_queues_each_repository_once_per_period_with_one_leader() 
         queue: queue.clone(),
         period: Duration::from_secs(3600),
         holder: "a".into(),
+        dead_job_retention: None,
     };
     assert_eq!(a2.tick(now).await.unwrap(), Some(0));
     let stats = queue.stats().await.unwrap();
@@ -351,6 +355,60 @@ async fn the_scheduler_queues_each_repository_once_per_period_with_one_leader() 
         .unwrap()
         .unwrap();
     assert!(repo.next_refresh_at > later);
+}
+
+/// The active scheduler deletes dead letters older than the retention when it starts leading
+/// (and hourly after); without a retention it keeps them.
+#[tokio::test]
+async fn the_active_scheduler_purges_old_dead_letters() {
+    let dir = tempfile::tempdir().unwrap();
+    let (store, queue) = embedded(&dir).await;
+    let job_kind = JobKind::Refresh {
+        image: "docker.io/team/gone".into(),
+        tag: None,
+    };
+    queue.enqueue(&job_kind, Priority::Normal).await.unwrap();
+    for _ in 0..3 {
+        let job = loop {
+            if let Some(job) = queue.claim("w").await.unwrap() {
+                break job;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        };
+        queue.fail(&job, "manifest unknown").await.unwrap();
+    }
+    assert_eq!(queue.stats().await.unwrap().dead, 1);
+    let scheduler = |retention| Scheduler {
+        store: store.clone(),
+        queue: queue.clone(),
+        period: Duration::from_secs(3600),
+        holder: "a".into(),
+        dead_job_retention: retention,
+    };
+    assert_eq!(scheduler(None).purge_dead_jobs().await.unwrap(), None);
+    assert_eq!(
+        scheduler(Some(Duration::from_secs(86_400)))
+            .purge_dead_jobs()
+            .await
+            .unwrap(),
+        Some(0),
+        "a day's retention keeps a job that died just now"
+    );
+    assert_eq!(queue.stats().await.unwrap().dead, 1);
+
+    // The loop purges at its first tick as leader.
+    let (stop_tx, mut stop_rx) = tokio::sync::watch::channel(false);
+    let run = tokio::spawn(scheduler(Some(Duration::ZERO)).run(async move {
+        let _ = stop_rx.wait_for(|s| *s).await;
+    }));
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while queue.stats().await.unwrap().dead > 0 {
+        assert!(std::time::Instant::now() < deadline, "not purged");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    stop_tx.send(true).unwrap();
+    run.await.unwrap();
+    assert!(queue.dead_jobs(10).await.unwrap().is_empty());
 }
 
 // ---- worker processes -------------------------------------------------------------------

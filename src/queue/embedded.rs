@@ -427,6 +427,15 @@ impl Embedded {
             .collect()
     }
 
+    pub(super) async fn purge_dead(&self, older_ms: i64) -> Result<u64, QueueError> {
+        let cutoff = now_ms().saturating_sub(older_ms);
+        let done = sqlx::query("DELETE FROM queue_jobs WHERE state = 'dead' AND failed_at < ?1")
+            .bind(cutoff)
+            .execute(&self.pool)
+            .await?;
+        Ok(done.rows_affected())
+    }
+
     pub(super) async fn try_lock(
         &self,
         name: &str,

@@ -444,6 +444,15 @@ impl Queue {
         dispatch!(self, b => b.dead_jobs(limit).await)
     }
 
+    /// Deletes dead-lettered jobs that died more than `older_than` ago (by the backend's
+    /// clock); returns how many. The scheduler calls it hourly with
+    /// `MICROBADGER_DEAD_JOB_RETENTION_DAYS`, so dead letters are kept long enough to read
+    /// (`dead_jobs`, the stats) without growing forever.
+    pub async fn purge_dead(&self, older_than: Duration) -> Result<u64, QueueError> {
+        let older_ms = duration_ms(older_than);
+        dispatch!(self, b => b.purge_dead(older_ms).await)
+    }
+
     /// A named lease-based lock so exactly one scheduler is active: true if `holder` now
     /// holds `name` until now+ttl (re-acquiring your own lock renews it).
     pub async fn try_lock(

@@ -243,6 +243,22 @@ end
 return out
 "#;
 
+/// ARGV: prefix, age ms, batch. Deletes up to `batch` dead jobs that died more than `age` ms
+/// ago (server clock); returns how many.
+const PURGE_DEAD: &str = r#"
+local cutoff = now_ms() - tonumber(ARGV[2])
+local ids = redis.call('ZRANGEBYSCORE', P .. 'dead', '-inf', '(' .. num(cutoff),
+  'LIMIT', 0, tonumber(ARGV[3]))
+for _, id in ipairs(ids) do
+  redis.call('DEL', jobkey(id))
+  redis.call('ZREM', P .. 'dead', id)
+end
+return #ids
+"#;
+
+/// Dead jobs deleted per script call (each call is atomic; a large purge is several calls).
+const PURGE_BATCH: i64 = 1000;
+
 /// KEYS: lock key. ARGV: holder, ttl ms. Returns 1 if `holder` holds the lock now.
 const TRY_LOCK: &str = r#"
 local cur = redis.call('GET', KEYS[1])
@@ -267,6 +283,7 @@ struct Scripts {
     finish: Script,
     stats: Script,
     dead_jobs: Script,
+    purge_dead: Script,
     try_lock: Script,
     unlock: Script,
 }
@@ -281,6 +298,7 @@ static SCRIPTS: LazyLock<Scripts> = LazyLock::new(|| {
         finish: with_lib(FINISH),
         stats: with_lib(STATS),
         dead_jobs: with_lib(DEAD_JOBS),
+        purge_dead: with_lib(PURGE_DEAD),
         try_lock: Script::new(TRY_LOCK),
         unlock: Script::new(UNLOCK),
     }
@@ -517,6 +535,23 @@ impl RedisQueue {
                 other => Err(QueueError::Corrupt(format!("dead job {other:?}"))),
             })
             .collect()
+    }
+
+    pub(super) async fn purge_dead(&self, older_ms: i64) -> Result<u64, QueueError> {
+        let mut total = 0u64;
+        loop {
+            let n: i64 = SCRIPTS
+                .purge_dead
+                .arg(&*self.prefix)
+                .arg(older_ms)
+                .arg(PURGE_BATCH)
+                .invoke_async(&mut self.conn())
+                .await?;
+            total += n.max(0) as u64;
+            if n < PURGE_BATCH {
+                return Ok(total);
+            }
+        }
     }
 
     pub(super) async fn try_lock(
