@@ -88,8 +88,9 @@
 //! service's hold. So web's instances kept after its peak yield to the worker's backlog
 //! instead of idling, but only once the recommendation has stayed below the held count for
 //! `yield_after` seconds (120): web demand that comes back within that time finds its
-//! instances still there (yielding at once measured fewer time-over-target in hot-bunking
-//! but twice the actions in bursty, and web at target less often than HPA's there).
+//! instances still there (yielding at once measured less time over target in hot-bunking,
+//! but 162 actions in bursty instead of 45, and web at target less often than HPA's there;
+//! `docs/BENCHMARKS.md`, "Scaler").
 //!
 //! # Readiness
 //!
