@@ -53,10 +53,10 @@ pub enum Command {
     Web,
     /// Take inspection jobs off the queue until stopped (SIGTERM: finish, then release).
     Worker,
-    /// The microscaler and the scheduler without running any instance: a dry run that
-    /// decides and records decisions (/v1/scaler, /scaler) as if every granted instance
-    /// were running. For deployments where an orchestrator runs the instances; no remote
-    /// orchestrator backend (Docker, Kubernetes) exists yet.
+    /// The microscaler and the scheduler for deployments where an orchestrator runs the
+    /// instances: with MICROBADGER_KUBERNETES_URL it sizes one Deployment per service;
+    /// without, a dry run that records decisions (/v1/scaler, /scaler) as if every granted
+    /// instance were running.
     Scaler,
     /// Queue every known repository once per refresh period (one active scheduler at a time).
     Scheduler,
@@ -363,6 +363,19 @@ async fn supervise(app: crate::app::App, local: bool) -> u8 {
                 ..LocalOptions::default()
             },
         ))
+    } else if let Some(kube) = app.config.scaler.kubernetes.clone() {
+        let names: Vec<String> = services
+            .services
+            .iter()
+            .map(|d| d.spec.name.clone())
+            .collect();
+        match crate::scaler::kubernetes::Kubernetes::connect(kube, &names).await {
+            Ok(k) => Arc::new(k),
+            Err(e) => {
+                eprintln!("microbadger: kubernetes: {e}");
+                return exit::FAILED;
+            }
+        }
     } else {
         Arc::new(DryRun::default())
     };

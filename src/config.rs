@@ -133,6 +133,31 @@ pub const VARIABLES: &[(&str, &str, &str)] = &[
         "How often the microscaler reads demand and decides, in milliseconds (its parameters are per second, independent of the tick).",
     ),
     (
+        "MICROBADGER_KUBERNETES_URL",
+        "",
+        "The Kubernetes API server (e.g. https://kubernetes.default.svc): `microbadger scaler` then sizes one Deployment per service instead of a dry run.",
+    ),
+    (
+        "MICROBADGER_KUBERNETES_NAMESPACE",
+        "",
+        "Namespace of the Deployments (default: the pod's own, from its service account, else `default`).",
+    ),
+    (
+        "MICROBADGER_KUBERNETES_DEPLOYMENT_PREFIX",
+        "microbadger-",
+        "A service's Deployment is named this prefix plus the service name (`microbadger-web`, `microbadger-worker`).",
+    ),
+    (
+        "MICROBADGER_KUBERNETES_TOKEN_FILE",
+        "",
+        "File with the bearer token, re-read on every request (default: the pod's service-account token when present).",
+    ),
+    (
+        "MICROBADGER_KUBERNETES_CA_FILE",
+        "",
+        "PEM file of the CA of the API server's certificate (default: the pod's service-account CA when present).",
+    ),
+    (
         "MICROBADGER_SCALER_CONFIG",
         "",
         "TOML file declaring the scaled services and control parameters (see README); overrides the built-in `web` and `worker`.",
@@ -170,6 +195,8 @@ pub struct ScalerConfig {
     pub config_file: Option<PathBuf>,
     /// Set in a supervised child: the supervisor's pid.
     pub supervisor_pid: Option<u32>,
+    /// `scaler` sizes Deployments through this API server when set.
+    pub kubernetes: Option<crate::scaler::kubernetes::KubernetesConfig>,
 }
 
 /// The web service.
@@ -307,6 +334,32 @@ impl Config {
                     reason: format!("expected a process id, got {raw:?}"),
                 })?),
             },
+            kubernetes: optional("MICROBADGER_KUBERNETES_URL").map(|url| {
+                use crate::scaler::kubernetes::SERVICE_ACCOUNT_DIR;
+                let account = |file: &str| {
+                    let path = PathBuf::from(SERVICE_ACCOUNT_DIR).join(file);
+                    path.exists().then_some(path)
+                };
+                crate::scaler::kubernetes::KubernetesConfig {
+                    url,
+                    namespace: optional("MICROBADGER_KUBERNETES_NAMESPACE")
+                        .or_else(|| {
+                            let ns = std::fs::read_to_string(account("namespace")?).ok()?;
+                            Some(ns.trim().to_string()).filter(|n| !n.is_empty())
+                        })
+                        .unwrap_or_else(|| "default".into()),
+                    deployment_prefix: value("MICROBADGER_KUBERNETES_DEPLOYMENT_PREFIX")
+                        .trim()
+                        .to_string(),
+                    token_file: optional("MICROBADGER_KUBERNETES_TOKEN_FILE")
+                        .map(PathBuf::from)
+                        .or_else(|| account("token")),
+                    ca_file: optional("MICROBADGER_KUBERNETES_CA_FILE")
+                        .map(PathBuf::from)
+                        .or_else(|| account("ca.crt")),
+                    poll: Duration::from_secs(1),
+                }
+            }),
         };
         Ok(Config {
             store,

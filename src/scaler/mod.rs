@@ -20,6 +20,7 @@
 pub mod allocate;
 pub mod control;
 pub mod demand;
+pub mod kubernetes;
 pub mod orchestrator;
 pub mod services;
 pub mod simulate;

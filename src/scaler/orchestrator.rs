@@ -94,7 +94,8 @@ pub trait Orchestrator: Send + Sync {
 }
 
 /// An orchestrator that runs nothing: it takes every target as done at once (all instances
-/// ready). `microbadger scaler` uses it to record decisions while no remote backend exists.
+/// ready). `microbadger scaler` uses it to record decisions when no Kubernetes API server is
+/// configured ([`super::kubernetes::Kubernetes`] otherwise).
 #[derive(Debug, Default)]
 pub struct DryRun {
     targets: Mutex<BTreeMap<String, u32>>,

@@ -33,6 +33,7 @@
 
 pub mod fixture;
 pub mod http;
+pub mod kube;
 pub mod misbehaving;
 pub mod openapi;
 pub mod postgres;

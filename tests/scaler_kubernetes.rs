@@ -1,0 +1,280 @@
+//! The Kubernetes orchestrator against a fake API server (`support::kube`, the documented
+//! shapes: Deployments, the `scale` subresource, bearer tokens, `Status` errors), and
+//! `microbadger scaler` sizing a Deployment from the real queue's backlog.
+
+mod support;
+
+use std::path::PathBuf;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use microbadger::queue::{JobKind, Priority, Queue, QueueOptions};
+use microbadger::scaler::kubernetes::{Kubernetes, KubernetesConfig};
+use microbadger::scaler::orchestrator::{Counts, Orchestrator};
+use microbadger::store::Store;
+use serde_json::json;
+use support::kube::FakeKubernetes;
+
+const TOKEN: &str = "s3cret-service-account-token";
+
+fn token_file(dir: &tempfile::TempDir, token: &str) -> PathBuf {
+    let path = dir.path().join("token");
+    std::fs::write(&path, format!("{token}\n")).unwrap();
+    path
+}
+
+fn config(url: String, token_file: PathBuf) -> KubernetesConfig {
+    KubernetesConfig {
+        url,
+        namespace: "mb".into(),
+        deployment_prefix: "microbadger-".into(),
+        token_file: Some(token_file),
+        ca_file: None,
+        poll: Duration::from_millis(100),
+    }
+}
+
+fn services() -> Vec<String> {
+    vec!["web".into(), "worker".into()]
+}
+
+async fn eventually(what: &str, f: impl Fn() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !f() {
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+#[tokio::test]
+async fn scale_patches_the_scale_subresource_and_counts_follow_the_pods() {
+    let fake = FakeKubernetes::start(
+        "mb",
+        TOKEN,
+        &[("microbadger-web", 1), ("microbadger-worker", 1)],
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let k = Kubernetes::connect(config(fake.url(), token_file(&dir, TOKEN)), &services())
+        .await
+        .unwrap();
+    assert_eq!(k.name(), "kubernetes");
+    let one = Counts {
+        ready: 1,
+        starting: 0,
+        stopping: 0,
+    };
+    assert_eq!((k.counts("web"), k.counts("worker")), (one, one));
+
+    k.scale("worker", 3).await.unwrap();
+    assert_eq!(fake.replicas("microbadger-worker"), Some(3));
+    assert_eq!(
+        fake.patches(),
+        [(
+            "microbadger-worker".to_string(),
+            "application/merge-patch+json".to_string(),
+            json!({"spec": {"replicas": 3}})
+        )]
+    );
+    // Read back at once: the two new pods are starting until their readiness.
+    assert_eq!(
+        k.counts("worker"),
+        Counts {
+            ready: 1,
+            starting: 2,
+            stopping: 0
+        }
+    );
+    eventually("the new pods to be ready", || k.counts("worker").ready == 3).await;
+
+    // The same target again is no request at all.
+    k.scale("worker", 3).await.unwrap();
+    assert_eq!(fake.patches().len(), 1);
+
+    // Scale down: the removed pods count as stopping until they are gone.
+    k.scale("worker", 1).await.unwrap();
+    assert_eq!(
+        k.counts("worker"),
+        Counts {
+            ready: 1,
+            starting: 0,
+            stopping: 2
+        }
+    );
+    eventually("the removed pods to be gone", || k.counts("worker") == one).await;
+    assert_eq!(k.counts("web"), one, "web untouched");
+
+    let e = k.scale("nothing", 2).await.unwrap_err().to_string();
+    assert!(e.contains("nothing"), "{e}");
+
+    // Shutting the scaler down leaves the deployments as they are.
+    k.shutdown().await;
+    assert_eq!(fake.replicas("microbadger-worker"), Some(1));
+    assert_eq!(fake.patches().len(), 2);
+}
+
+#[tokio::test]
+async fn wrong_credentials_names_or_addresses_fail_at_connect_with_the_reason() {
+    let fake = FakeKubernetes::start("mb", TOKEN, &[("microbadger-web", 1)]);
+    let dir = tempfile::tempdir().unwrap();
+
+    // A wrong token: the API server's refusal, without any token in the message.
+    let e = Kubernetes::connect(
+        config(fake.url(), token_file(&dir, "wrong-token")),
+        &["web".into()],
+    )
+    .await
+    .err()
+    .unwrap()
+    .to_string();
+    assert!(e.contains("401") && e.contains("Unauthorized"), "{e}");
+    assert!(!e.contains("wrong-token") && !e.contains(TOKEN), "{e}");
+
+    // A service without its deployment: named, with the namespace.
+    let e = Kubernetes::connect(config(fake.url(), token_file(&dir, TOKEN)), &services())
+        .await
+        .err()
+        .unwrap()
+        .to_string();
+    assert_eq!(
+        e,
+        "deployment \"microbadger-worker\" not found in namespace \"mb\""
+    );
+
+    // Another namespace, same names: not found either.
+    let e = Kubernetes::connect(
+        KubernetesConfig {
+            namespace: "other".into(),
+            ..config(fake.url(), token_file(&dir, TOKEN))
+        },
+        &["web".into()],
+    )
+    .await
+    .err()
+    .unwrap()
+    .to_string();
+    assert!(e.contains("not found in namespace \"other\""), "{e}");
+
+    // Nothing listening.
+    let port = support::free_port();
+    let e = Kubernetes::connect(
+        config(format!("http://127.0.0.1:{port}"), token_file(&dir, TOKEN)),
+        &["web".into()],
+    )
+    .await
+    .err()
+    .unwrap()
+    .to_string();
+    assert!(e.contains("could not be reached"), "{e}");
+
+    // A token file that does not exist, and a CA file that is not a certificate.
+    let e = Kubernetes::connect(
+        config(fake.url(), dir.path().join("missing-token")),
+        &["web".into()],
+    )
+    .await
+    .err()
+    .unwrap()
+    .to_string();
+    assert!(e.contains("missing-token"), "{e}");
+    let ca = dir.path().join("ca.crt");
+    std::fs::write(&ca, "not a certificate").unwrap();
+    let e = Kubernetes::connect(
+        KubernetesConfig {
+            ca_file: Some(ca),
+            ..config(fake.url(), token_file(&dir, TOKEN))
+        },
+        &["web".into()],
+    )
+    .await
+    .err()
+    .unwrap()
+    .to_string();
+    assert!(e.contains("ca.crt"), "{e}");
+}
+
+fn scaler(db: &str, fake: &FakeKubernetes, token: &std::path::Path) -> Command {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_microbadger"));
+    cmd.arg("scaler")
+        .env("MICROBADGER_DATABASE_URL", db)
+        .env_remove("MICROBADGER_REDIS_URL")
+        .env("MICROBADGER_SCALER_TICK_MS", "100")
+        .env("MICROBADGER_KUBERNETES_URL", fake.url())
+        .env("MICROBADGER_KUBERNETES_NAMESPACE", "mb")
+        .env("MICROBADGER_KUBERNETES_TOKEN_FILE", token)
+        .env("MICROBADGER_KUBERNETES_CA_FILE", "")
+        .stdout(Stdio::null());
+    cmd
+}
+
+/// `microbadger scaler` with `MICROBADGER_KUBERNETES_URL`: a backlog in the real queue makes it
+/// patch the worker Deployment up; a missing Deployment stops it at once with the reason.
+#[test]
+fn scaler_command_sizes_the_worker_deployment_from_the_queue() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = format!("sqlite://{}", dir.path().join("mb.db").display());
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    rt.block_on(async {
+        let store = Store::connect(&db).await.unwrap();
+        let queue = Queue::embedded(
+            store.sqlite_pool().unwrap().clone(),
+            QueueOptions::default(),
+        )
+        .await
+        .unwrap();
+        for n in 0..200 {
+            let job = JobKind::Refresh {
+                image: format!("docker.io/team/app{n}"),
+                tag: None,
+            };
+            queue.enqueue(&job, Priority::Normal).await.unwrap();
+        }
+    });
+    let token = token_file(&dir, TOKEN);
+
+    let missing = FakeKubernetes::start("mb", TOKEN, &[("microbadger-web", 1)]);
+    let out = scaler(&db, &missing, &token)
+        .stderr(Stdio::piped())
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1), "{out:?}");
+    let err = String::from_utf8(out.stderr).unwrap();
+    assert!(
+        err.contains("deployment \"microbadger-worker\" not found in namespace \"mb\""),
+        "{err}"
+    );
+
+    let fake = FakeKubernetes::start(
+        "mb",
+        TOKEN,
+        &[("microbadger-web", 1), ("microbadger-worker", 1)],
+    );
+    let mut child = scaler(&db, &fake, &token)
+        .env("MICROBADGER_CAPACITY", "4")
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while fake.replicas("microbadger-worker") < Some(2) {
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            panic!(
+                "the worker deployment was not scaled up: {:?}",
+                fake.patches()
+            );
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let _ = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status();
+    let status = child.wait().unwrap();
+    assert!(status.success(), "{status:?}");
+    // Within capacity 4, with web's minimum of 1 kept.
+    assert!(fake.replicas("microbadger-worker") <= Some(3));
+    assert_eq!(fake.replicas("microbadger-web"), Some(1));
+    assert!(
+        fake.patches()
+            .iter()
+            .all(|(_, ct, _)| ct == "application/merge-patch+json")
+    );
+}
