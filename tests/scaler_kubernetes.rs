@@ -192,6 +192,36 @@ async fn wrong_credentials_names_or_addresses_fail_at_connect_with_the_reason() 
     assert!(e.contains("ca.crt"), "{e}");
 }
 
+/// Over TLS (the API server's real transport): the configured CA verifies the server's
+/// certificate; without it the connection is refused.
+#[tokio::test]
+async fn over_tls_the_ca_file_verifies_the_api_server() {
+    let fake = FakeKubernetes::start("mb", TOKEN, &[("microbadger-worker", 1)]);
+    let tls = support::kube::TlsFront::start(&fake);
+    let dir = tempfile::tempdir().unwrap();
+    let workers = ["worker".to_string()];
+    let k = Kubernetes::connect(
+        KubernetesConfig {
+            ca_file: Some(tls.ca_file.clone()),
+            ..config(tls.url(), token_file(&dir, TOKEN))
+        },
+        &workers,
+    )
+    .await
+    .unwrap();
+    assert_eq!(k.counts("worker").ready, 1);
+    k.scale("worker", 2).await.unwrap();
+    assert_eq!(fake.replicas("microbadger-worker"), Some(2));
+
+    let e = Kubernetes::connect(config(tls.url(), token_file(&dir, TOKEN)), &workers)
+        .await
+        .err()
+        .unwrap()
+        .to_string();
+    assert!(e.contains("could not be reached"), "{e}");
+    assert!(e.to_lowercase().contains("certificate"), "{e}");
+}
+
 fn scaler(db: &str, fake: &FakeKubernetes, token: &std::path::Path) -> Command {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_microbadger"));
     cmd.arg("scaler")
