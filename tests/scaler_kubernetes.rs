@@ -38,6 +38,14 @@ fn services() -> Vec<String> {
     vec!["web".into(), "worker".into()]
 }
 
+/// Why connecting failed, as the operator reads it.
+async fn connect_error(config: KubernetesConfig, services: &[String]) -> String {
+    match Kubernetes::connect(config, services).await {
+        Ok(_) => panic!("connected"),
+        Err(e) => e.to_string(),
+    }
+}
+
 async fn eventually(what: &str, f: impl Fn() -> bool) {
     let deadline = Instant::now() + Duration::from_secs(10);
     while !f() {
@@ -118,77 +126,58 @@ async fn wrong_credentials_names_or_addresses_fail_at_connect_with_the_reason() 
     let dir = tempfile::tempdir().unwrap();
 
     // A wrong token: the API server's refusal, without any token in the message.
-    let e = Kubernetes::connect(
+    let e = connect_error(
         config(fake.url(), token_file(&dir, "wrong-token")),
         &["web".into()],
     )
-    .await
-    .err()
-    .unwrap()
-    .to_string();
+    .await;
     assert!(e.contains("401") && e.contains("Unauthorized"), "{e}");
     assert!(!e.contains("wrong-token") && !e.contains(TOKEN), "{e}");
 
     // A service without its deployment: named, with the namespace.
-    let e = Kubernetes::connect(config(fake.url(), token_file(&dir, TOKEN)), &services())
-        .await
-        .err()
-        .unwrap()
-        .to_string();
+    let e = connect_error(config(fake.url(), token_file(&dir, TOKEN)), &services()).await;
     assert_eq!(
         e,
         "deployment \"microbadger-worker\" not found in namespace \"mb\""
     );
 
     // Another namespace, same names: not found either.
-    let e = Kubernetes::connect(
+    let e = connect_error(
         KubernetesConfig {
             namespace: "other".into(),
             ..config(fake.url(), token_file(&dir, TOKEN))
         },
         &["web".into()],
     )
-    .await
-    .err()
-    .unwrap()
-    .to_string();
+    .await;
     assert!(e.contains("not found in namespace \"other\""), "{e}");
 
     // Nothing listening.
     let port = support::free_port();
-    let e = Kubernetes::connect(
+    let e = connect_error(
         config(format!("http://127.0.0.1:{port}"), token_file(&dir, TOKEN)),
         &["web".into()],
     )
-    .await
-    .err()
-    .unwrap()
-    .to_string();
+    .await;
     assert!(e.contains("could not be reached"), "{e}");
 
     // A token file that does not exist, and a CA file that is not a certificate.
-    let e = Kubernetes::connect(
+    let e = connect_error(
         config(fake.url(), dir.path().join("missing-token")),
         &["web".into()],
     )
-    .await
-    .err()
-    .unwrap()
-    .to_string();
+    .await;
     assert!(e.contains("missing-token"), "{e}");
     let ca = dir.path().join("ca.crt");
     std::fs::write(&ca, "not a certificate").unwrap();
-    let e = Kubernetes::connect(
+    let e = connect_error(
         KubernetesConfig {
             ca_file: Some(ca),
             ..config(fake.url(), token_file(&dir, TOKEN))
         },
         &["web".into()],
     )
-    .await
-    .err()
-    .unwrap()
-    .to_string();
+    .await;
     assert!(e.contains("ca.crt"), "{e}");
 }
 
@@ -213,11 +202,7 @@ async fn over_tls_the_ca_file_verifies_the_api_server() {
     k.scale("worker", 2).await.unwrap();
     assert_eq!(fake.replicas("microbadger-worker"), Some(2));
 
-    let e = Kubernetes::connect(config(tls.url(), token_file(&dir, TOKEN)), &workers)
-        .await
-        .err()
-        .unwrap()
-        .to_string();
+    let e = connect_error(config(tls.url(), token_file(&dir, TOKEN)), &workers).await;
     assert!(e.contains("could not be reached"), "{e}");
     assert!(e.to_lowercase().contains("certificate"), "{e}");
 }

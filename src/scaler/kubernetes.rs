@@ -30,7 +30,7 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
-use super::orchestrator::{BoxFuture, Counts, Orchestrator, OrchestratorError};
+use super::orchestrator::{BoxFuture, Counts, Orchestrator, OrchestratorError, lock};
 
 /// The in-cluster service-account directory.
 pub const SERVICE_ACCOUNT_DIR: &str = "/var/run/secrets/kubernetes.io/serviceaccount";
@@ -320,10 +320,6 @@ fn shown(s: &str) -> String {
     } else {
         escaped
     }
-}
-
-fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
 impl Orchestrator for Kubernetes {
