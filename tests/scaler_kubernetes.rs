@@ -293,3 +293,51 @@ fn scaler_command_sizes_the_worker_deployment_from_the_queue() {
             .all(|(_, ct, _)| ct == "application/merge-patch+json")
     );
 }
+
+/// Pods that never become ready (a crash loop the Deployment keeps): the scaler asks for a
+/// replacement once the start is past its ready timeout, and then holds; it does not keep
+/// adding replicas that would crash too until the capacity is used up.
+#[test]
+fn pods_that_never_become_ready_are_replaced_once_not_without_bound() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = format!("sqlite://{}", dir.path().join("mb.db").display());
+    // An empty queue: the law wants the worker's minimum of 1.
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    rt.block_on(async {
+        Store::connect(&db).await.unwrap();
+    });
+    let token = token_file(&dir, TOKEN);
+    let config = dir.path().join("scaler.toml");
+    std::fs::write(&config, "[control]\nready_timeout = 0.5\n").unwrap();
+    let fake = FakeKubernetes::start(
+        "mb",
+        TOKEN,
+        &[("microbadger-web", 1), ("microbadger-worker", 1)],
+    );
+    fake.crash_loop("microbadger-worker");
+    let mut child = scaler(&db, &fake, &token)
+        .env("MICROBADGER_CAPACITY", "10")
+        .env("MICROBADGER_SCALER_CONFIG", &config)
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    // Sixteen ready timeouts.
+    std::thread::sleep(Duration::from_secs(8));
+    let _ = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status();
+    let status = child.wait().unwrap();
+    assert!(status.success(), "{status:?}");
+    let sizes: Vec<u64> = fake
+        .patches()
+        .iter()
+        .filter(|(name, _, _)| name == "microbadger-worker")
+        .filter_map(|(_, _, body)| body.pointer("/spec/replicas").and_then(|n| n.as_u64()))
+        .collect();
+    assert!(sizes.contains(&2), "one replacement asked for: {sizes:?}");
+    assert!(
+        sizes.iter().all(|&n| n <= 2),
+        "never more than the one wanted plus one replacement: {sizes:?}"
+    );
+    assert_eq!(fake.replicas("microbadger-web"), Some(1));
+}

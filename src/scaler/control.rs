@@ -100,7 +100,11 @@
 //! counted as capacity: the desired count is raised by the number of such starts (clamp
 //! `ready_timeout`), so a replacement is started and the service is never frozen waiting for
 //! an instance that will not come (the original's wedge). The controller never waits for the
-//! orchestrator to "settle".
+//! orchestrator to "settle". Replacements are asked only for ready instances still missing
+//! (at most `desired − ready`): when the replacements do not become ready either (a bad
+//! image or a crash loop that a Kubernetes Deployment keeps as unready pods), the count
+//! stays at the wanted count plus one replacement each instead of climbing to the maximum.
+//! The local orchestrator kills a start that is not ready in time itself.
 //!
 //! # Stale metrics
 //!
@@ -515,16 +519,22 @@ impl Controller {
             desired = max;
         }
 
-        // Readiness: starts past the timeout are not capacity; ask for their replacements.
-        if stuck > 0 {
-            let to = desired.saturating_add(stuck).min(max);
+        // Readiness: starts past the timeout are not capacity; ask for their replacements,
+        // but only for the ready instances still missing: replacements that never become
+        // ready either (a bad image, a crash loop the orchestrator keeps) are not replaced
+        // again, so the count stays bounded instead of climbing to the maximum.
+        let replacements = |count: u32| stuck.min(count.saturating_sub(obs.ready));
+        let replace = replacements(desired);
+        if replace > 0 {
+            let to = desired.saturating_add(replace).min(max);
             if to != desired {
                 clamps.push(clamp(
                     "ready_timeout",
                     desired,
                     to,
                     format!(
-                        "{stuck} starts not ready after {:.0} s do not count as capacity",
+                        "{stuck} starts not ready after {:.0} s do not count as capacity; \
+                         {replace} replaced",
                         self.params.ready_timeout
                     ),
                 ));
@@ -532,7 +542,8 @@ impl Controller {
             }
         }
 
-        let rec_needed = rec.clamp(min, max).saturating_add(stuck).min(max);
+        let rec = rec.clamp(min, max);
+        let rec_needed = rec.saturating_add(replacements(rec)).min(max);
         let needed = if rec_needed >= desired {
             self.holding_since = None;
             desired
@@ -1229,12 +1240,52 @@ mod tests {
             assert_eq!(p.desired, 6, "t={t}");
             assert_eq!(p.needed, if t < 5.0 { 6 } else { 1 }, "t={t}");
         }
-        // After ready_timeout the 2 starts are not capacity: their replacements are needed.
+        // After ready_timeout the 2 starts are not capacity, and the 4 ready ones are all
+        // the window holds: no replacement is asked for, the stuck starts may go.
         o.now = 31.0;
         let p = c.propose(&o);
-        assert_eq!(p.desired, 6, "{:?}", p.clamps);
-        assert_eq!(kinds(&p), ["stabilization", "ready_timeout"]);
-        assert_eq!(p.needed, 3, "the recommendation of 1 plus 2 replacements");
+        assert_eq!(p.desired, 4, "{:?}", p.clamps);
+        assert_eq!(kinds(&p), ["stabilization"]);
+        assert_eq!(p.needed, 1);
+        // With 1 ready and the 2 stuck, the recommendation of 1 is met by the ready one:
+        // the count goes to 1 (the stuck starts are the ones stopped), no replacement.
+        o.ready = 1;
+        o.now = 32.0;
+        let p = c.propose(&o);
+        assert_eq!(p.desired, 1, "{:?}", p.clamps);
+        assert_eq!(p.needed, 1);
+    }
+
+    #[test]
+    fn starts_that_never_become_ready_do_not_grow_the_count_without_bound() {
+        // A crash loop the orchestrator keeps (Kubernetes): every start stays "starting"
+        // forever. The law asks for 4; the count must stay bounded, not climb to 20.
+        let params = ControlParams {
+            ewma_half_life: 0.0,
+            ..ControlParams::default()
+        };
+        let mut c = Controller::new(&queue(1, 20), params);
+        let mut o = obs(0.0, 0, 10.0, 2.0, 0.0);
+        let mut target = 1u32;
+        let mut highest = 0;
+        for k in 0..600 {
+            o.now = f64::from(k) * 0.5;
+            o.starting = target;
+            let p = c.propose(&o);
+            target = p.desired;
+            c.applied(o.now, target);
+            highest = highest.max(target);
+        }
+        let wanted = Controller::new(&queue(1, 20), ControlParams::default())
+            .propose(&obs(0.0, 0, 10.0, 2.0, 0.0))
+            .desired;
+        assert!(wanted >= 2, "{wanted}");
+        assert_eq!(
+            highest,
+            2 * wanted,
+            "the wanted count plus one replacement each"
+        );
+        assert_eq!(target, 2 * wanted);
     }
 
     #[test]

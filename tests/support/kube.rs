@@ -12,6 +12,8 @@
 //!   namespace: 404 `NotFound` Status.
 //! - Pods: after a patch, `status` follows `spec` after `ready_after` (pods being created,
 //!   then ready; removed pods linger in `status.replicas` for the same time, terminating).
+//!   [`FakeKubernetes::crash_loop`] makes a deployment's pods never ready (a bad image or a
+//!   crash loop: the Deployment keeps them, unready).
 
 use super::http::{HttpServer, Request, Response};
 use serde_json::{Value, json};
@@ -27,6 +29,8 @@ struct Deployment {
     ready: u32,
     /// When `status` catches up with `spec`.
     settles_at: Option<Instant>,
+    /// Its pods never become ready.
+    crash_loop: bool,
 }
 
 struct State {
@@ -64,6 +68,7 @@ impl FakeKubernetes {
                                 replicas: n,
                                 ready: n,
                                 settles_at: None,
+                                crash_loop: false,
                             },
                         )
                     })
@@ -93,6 +98,14 @@ impl FakeKubernetes {
             .map(|d| d.spec)
     }
 
+    /// From now on the deployment's pods are never ready (the ready ones crash too).
+    pub fn crash_loop(&self, name: &str) {
+        let mut deployments = self.state.deployments.lock().unwrap();
+        let d = deployments.get_mut(name).expect("a deployment of the fake");
+        d.crash_loop = true;
+        d.ready = 0;
+    }
+
     /// Every PATCH received, in order.
     pub fn patches(&self) -> Vec<Patch> {
         self.state.patches.lock().unwrap().clone()
@@ -117,7 +130,7 @@ fn status(code: u16, reason: &str, message: &str) -> Response {
 fn settle(d: &mut Deployment) {
     if d.settles_at.is_some_and(|t| Instant::now() >= t) {
         d.replicas = d.spec;
-        d.ready = d.spec;
+        d.ready = if d.crash_loop { 0 } else { d.spec };
         d.settles_at = None;
     }
 }
