@@ -5,7 +5,8 @@
 //!   `[control]` table), every 0.5 s tick.
 //! - `hpa`: Kubernetes HPA (autoscaling/v2) defaults: a sync every 15 s,
 //!   `desired = ceil(current × metric / target)` skipped when within the 0.1 tolerance, the
-//!   scale-down stabilization window of 300 s (highest recommendation), the scale-up policy
+//!   scale-down stabilization window of 300 s (highest recommendation; the count at the first
+//!   sync is its first recommendation, as `recordInitialRecommendation` does), the scale-up policy
 //!   `max(100 %, 4 pods)` per 15 s, min/max. Web's metric is in-flight requests per instance
 //!   against the service's target; the worker's is the backlog as an `AverageValue`
 //!   external metric with [`QUEUE_TARGET_PER_REPLICA`] jobs per replica (KEDA's default
@@ -193,6 +194,11 @@ impl Hpa {
         if self.poll.is_some() && rec == 0 && now - self.last_active < KEDA_COOLDOWN {
             rec = 1;
         }
+        if self.desired.is_none() {
+            // The controller's `recordInitialRecommendation`: the current count is the first
+            // recommendation, so nothing is scaled down before one window has passed.
+            self.recommendations.push_back((now, current));
+        }
         while let Some(&(t, _)) = self.recommendations.front() {
             if t < now - HPA_DOWN_WINDOW {
                 self.recommendations.pop_front();
@@ -286,5 +292,63 @@ impl Micro {
             0
         };
         (requested + d).clamp(0, max) as u32
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn web() -> ServiceSpec {
+        ServiceSpec {
+            name: "web".into(),
+            priority: 1,
+            min: 1,
+            max: 16,
+            metric: MetricKind::InFlight,
+            target: 3.0,
+            units: 1,
+            command: vec![],
+        }
+    }
+
+    fn obs(now: f64, in_flight: f64, ready: u32) -> Observation {
+        Observation {
+            now,
+            backlog: in_flight,
+            in_service: in_flight,
+            arrival_rate: None,
+            completion_rate: None,
+            ready,
+            starting: 0,
+            stopping: 0,
+            fresh: true,
+        }
+    }
+
+    #[test]
+    fn hpa_counts_the_starting_replicas_as_its_first_recommendation() {
+        // Nothing in flight at the first sync: HPA recommends the minimum, but the window
+        // holds the 4 it found (Kubernetes' recordInitialRecommendation) for 300 s.
+        let mut h = Hpa::new(&web(), None);
+        assert_eq!(h.desired(&obs(0.0, 0.0, 4), 4), 4);
+        assert_eq!(h.desired(&obs(15.0, 0.0, 4), 4), 4);
+        assert_eq!(h.desired(&obs(285.0, 0.0, 4), 4), 4);
+        assert_eq!(h.desired(&obs(300.0, 0.0, 4), 4), 4);
+        assert_eq!(h.desired(&obs(315.0, 0.0, 4), 4), 1);
+    }
+
+    #[test]
+    fn hpa_syncs_every_15_s_with_its_tolerance_and_scale_up_limit() {
+        let mut h = Hpa::new(&web(), None);
+        // 3.2 per replica against 3: within 10%, no change.
+        assert_eq!(h.desired(&obs(0.0, 6.4, 2), 2), 2);
+        // Between syncs the last answer stands.
+        assert_eq!(h.desired(&obs(7.0, 60.0, 2), 2), 2);
+        // 60 in flight wants 20: at most max(2 × 2, 2 + 4) = 6 in one sync.
+        assert_eq!(h.desired(&obs(15.0, 60.0, 2), 2), 6);
+        // Then 12 (2 × 6), then the maximum of 16.
+        assert_eq!(h.desired(&obs(30.0, 60.0, 6), 6), 12);
+        assert_eq!(h.desired(&obs(45.0, 60.0, 12), 12), 16);
     }
 }
