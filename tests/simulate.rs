@@ -455,3 +455,29 @@ fn cli_bad_input_is_one_line_and_exit_2() {
     let e = bad_input(&["simulate", "--trace", missing.to_str().unwrap()]);
     assert!(e.contains("missing.csv"), "{e}");
 }
+
+#[test]
+fn every_action_is_logged_with_its_time_and_counts() {
+    let r = sim("bursty", Policy::Ours, 1.0);
+    for s in &r.services {
+        assert_eq!(s.actions.len() as u32, s.scaling_actions, "{}", s.name);
+        assert!(s.scaling_actions > 0, "{}", s.name);
+        for a in &s.actions {
+            assert_ne!(a.from, a.to, "{}: {a:?}", s.name);
+            assert!(a.to <= r.capacity && a.t >= 0.0 && a.t < r.duration_s);
+        }
+        // Each action starts from where the one before ended, in time order.
+        for w in s.actions.windows(2) {
+            assert_eq!(w[0].to, w[1].from, "{}: {w:?}", s.name);
+            assert!(w[0].t <= w[1].t, "{}: {w:?}", s.name);
+        }
+    }
+    // In the JSON report too.
+    let json = serde_json::to_value(&r).unwrap();
+    let web = &json["services"][0];
+    assert_eq!(
+        web["actions"].as_array().unwrap().len() as u64,
+        web["scaling_actions"].as_u64().unwrap()
+    );
+    assert!(web["actions"][0]["t"].is_number() && web["actions"][0]["from"].is_number());
+}

@@ -524,6 +524,9 @@ pub struct ServiceReport {
     pub p95_wait_s: f64,
     /// Changes of the service's target.
     pub scaling_actions: u32,
+    /// Each of those changes: when, from and to (what the allocator granted, so a change
+    /// made to make room for another service counts too).
+    pub actions: Vec<Action>,
     /// Seconds of every instance that existed (starting, ready, stopping).
     pub instance_seconds: f64,
     /// Slot-seconds spent doing work divided by slots per instance.
@@ -535,6 +538,15 @@ pub struct ServiceReport {
     pub arrived: u64,
     pub completed: u64,
     pub backlog_at_end: u64,
+}
+
+/// One change of a service's target in a run.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+pub struct Action {
+    /// Seconds into the run.
+    pub t: f64,
+    pub from: u32,
+    pub to: u32,
 }
 
 /// The results of one run (`--json` prints this).
@@ -660,7 +672,7 @@ struct ServiceState {
     completed_tick: u64,
     over_steps: u64,
     peak_excess: f64,
-    actions: u32,
+    actions: Vec<Action>,
     instance_seconds: f64,
     busy_seconds: f64,
     working_seconds: f64,
@@ -746,7 +758,11 @@ impl ServiceState {
             }
         }
         if target != self.target {
-            self.actions += 1;
+            self.actions.push(Action {
+                t: round3(now),
+                from: self.target,
+                to: target,
+            });
         }
         self.target = target;
     }
@@ -781,7 +797,7 @@ pub fn run(config: &SimConfig) -> Report {
                 completed_tick: 0,
                 over_steps: 0,
                 peak_excess: 0.0,
-                actions: 0,
+                actions: Vec::new(),
                 instance_seconds: 0.0,
                 busy_seconds: 0.0,
                 working_seconds: 0.0,
@@ -989,7 +1005,8 @@ pub fn run(config: &SimConfig) -> Report {
                 time_over_target_pct: round3(pct(s.over_steps, steps)),
                 peak_queue_over_target: round3(s.peak_excess.max(0.0)),
                 p95_wait_s: round3(percentile(&mut waits, 0.95)),
-                scaling_actions: s.actions,
+                scaling_actions: s.actions.len() as u32,
+                actions: std::mem::take(&mut s.actions),
                 instance_seconds: round3(s.instance_seconds),
                 busy_seconds: round3(s.busy_seconds),
                 working_seconds: round3(s.working_seconds),
