@@ -481,3 +481,38 @@ fn every_action_is_logged_with_its_time_and_counts() {
     );
     assert!(web["actions"][0]["t"].is_number() && web["actions"][0]["from"].is_number());
 }
+
+/// Why the actions target and the time-over-target target pull apart (issue 5): on bursty at
+/// a 1 s start-up HPA makes 5 actions in 600 s, so ours may make 5 too: close to a fixed
+/// split of the 16 instances. No fixed split (web n, worker m, no action at all) gets the
+/// time over target to half of HPA's: the best, 8 and 8, is measured at 18.9% against
+/// HPA's 27.4% (half: 13.7%). Web and worker bursts that coincide need more than 16.
+#[test]
+fn on_bursty_no_fixed_split_reaches_half_of_hpas_time_over_target() {
+    let base = Scenario::builtin("bursty", 1).unwrap();
+    let hpa = sim("bursty", Policy::Hpa, 1.0);
+    assert!(hpa.scaling_actions <= 5, "{}", hpa.scaling_actions);
+    let mut best = (f64::MAX, 0, 0);
+    for web in 1..base.capacity {
+        for worker in 1..=(base.capacity - web) {
+            let mut s = base.clone();
+            for (model, n) in s.services.iter_mut().zip([web, worker]) {
+                model.spec.min = n;
+                model.spec.max = n;
+                model.initial_instances = n;
+            }
+            // Any policy holds a service whose minimum is its maximum.
+            let r = run(&SimConfig::new(s, Policy::Hpa, 1.0, 1));
+            assert_eq!(r.scaling_actions, 0);
+            if r.time_over_target_pct < best.0 {
+                best = (r.time_over_target_pct, web, worker);
+            }
+        }
+    }
+    assert!(
+        best.0 > 0.5 * hpa.time_over_target_pct,
+        "a fixed split {best:?} reaches half of HPA's {}",
+        hpa.time_over_target_pct
+    );
+    assert_eq!((best.1, best.2), (8, 8), "{best:?}");
+}
