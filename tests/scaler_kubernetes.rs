@@ -207,6 +207,25 @@ async fn over_tls_the_ca_file_verifies_the_api_server() {
     assert!(e.to_lowercase().contains("certificate"), "{e}");
 }
 
+/// The store at `db` with `jobs` refresh jobs queued in its embedded queue.
+async fn store_with_backlog(db: &str, jobs: usize) -> Store {
+    let store = Store::connect(db).await.unwrap();
+    let queue = Queue::embedded(
+        store.sqlite_pool().unwrap().clone(),
+        QueueOptions::default(),
+    )
+    .await
+    .unwrap();
+    for n in 0..jobs {
+        let job = JobKind::Refresh {
+            image: format!("docker.io/team/app{n}"),
+            tag: None,
+        };
+        queue.enqueue(&job, Priority::Normal).await.unwrap();
+    }
+    store
+}
+
 fn scaler(db: &str, fake: &FakeKubernetes, token: &std::path::Path) -> Command {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_microbadger"));
     cmd.arg("scaler")
@@ -228,22 +247,7 @@ fn scaler_command_sizes_the_worker_deployment_from_the_queue() {
     let dir = tempfile::tempdir().unwrap();
     let db = format!("sqlite://{}", dir.path().join("mb.db").display());
     let rt = tokio::runtime::Runtime::new().unwrap();
-    rt.block_on(async {
-        let store = Store::connect(&db).await.unwrap();
-        let queue = Queue::embedded(
-            store.sqlite_pool().unwrap().clone(),
-            QueueOptions::default(),
-        )
-        .await
-        .unwrap();
-        for n in 0..200 {
-            let job = JobKind::Refresh {
-                image: format!("docker.io/team/app{n}"),
-                tag: None,
-            };
-            queue.enqueue(&job, Priority::Normal).await.unwrap();
-        }
-    });
+    rt.block_on(store_with_backlog(&db, 200));
     let token = token_file(&dir, TOKEN);
 
     let missing = FakeKubernetes::start("mb", TOKEN, &[("microbadger-web", 1)]);
@@ -340,4 +344,70 @@ fn pods_that_never_become_ready_are_replaced_once_not_without_bound() {
         "never more than the one wanted plus one replacement: {sizes:?}"
     );
     assert_eq!(fake.replicas("microbadger-web"), Some(1));
+}
+
+/// A capacity that counts CPU: 10 units but 2000m, web and worker asking 500m an instance.
+/// A backlog of 200 jobs would take the worker to the 9 units web's minimum leaves; the CPU
+/// left after web's 500m holds 3 workers, and that is where it stops. The decisions recorded
+/// carry the CPU capacity.
+#[test]
+fn a_cpu_capacity_bounds_the_worker_deployment() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = format!("sqlite://{}", dir.path().join("mb.db").display());
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let store = rt.block_on(store_with_backlog(&db, 200));
+    let token = token_file(&dir, TOKEN);
+    let config = dir.path().join("scaler.toml");
+    std::fs::write(
+        &config,
+        "cpu_millis = 2000\n[services.web]\ncpu_millis = 500\n[services.worker]\ncpu_millis = 500\n",
+    )
+    .unwrap();
+    let fake = FakeKubernetes::start(
+        "mb",
+        TOKEN,
+        &[("microbadger-web", 1), ("microbadger-worker", 1)],
+    );
+    let mut child = scaler(&db, &fake, &token)
+        .env("MICROBADGER_CAPACITY", "10")
+        .env("MICROBADGER_SCALER_CONFIG", &config)
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while fake.replicas("microbadger-worker") < Some(3) {
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            panic!("the worker was not scaled up: {:?}", fake.patches());
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    // Some more ticks with the backlog still there.
+    std::thread::sleep(Duration::from_secs(2));
+    let _ = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status();
+    assert!(child.wait().unwrap().success());
+    let sizes: Vec<u64> = fake
+        .patches()
+        .iter()
+        .filter(|(name, _, _)| name == "microbadger-worker")
+        .filter_map(|(_, _, body)| body.pointer("/spec/replicas").and_then(|n| n.as_u64()))
+        .collect();
+    assert!(sizes.iter().all(|&n| n <= 3), "{sizes:?}");
+    assert_eq!(fake.replicas("microbadger-worker"), Some(3));
+    let decisions = rt.block_on(store.decisions_since(0.0)).unwrap();
+    let last = decisions.last().expect("decisions recorded");
+    assert_eq!(last.capacity_cpu_millis, Some(2000));
+    assert_eq!(last.capacity_memory_mib, None);
+    let worker = last
+        .services
+        .iter()
+        .find(|s| s.service == "worker")
+        .unwrap();
+    assert!(
+        worker.clamps.iter().any(|c| c.why.contains("2000m CPU")),
+        "{:?}",
+        worker.clamps
+    );
 }

@@ -592,6 +592,8 @@ async fn local_processes_escalate_stops_and_give_up_on_starts_that_never_get_rea
         metric: MetricKind::QueueDepth,
         target: 1.0,
         units: 1,
+        cpu_millis: 0,
+        memory_mib: 0,
         command: vec!["/bin/sh".into(), "-c".into(), script.into()],
     };
     let stubborn = spec(

@@ -1215,6 +1215,8 @@ fn decision(at: f64, web_backlog: f64, granted: u32) -> Decision {
     Decision {
         at,
         capacity: 6,
+        capacity_cpu_millis: None,
+        capacity_memory_mib: None,
         services: vec![
             ServiceDecision {
                 service: "web".into(),

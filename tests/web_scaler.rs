@@ -70,6 +70,8 @@ fn decision(at: f64, web_backlog: f64, worker_backlog: f64, web_ready: u32) -> D
     Decision {
         at,
         capacity: 6,
+        capacity_cpu_millis: None,
+        capacity_memory_mib: None,
         services: vec![
             service(
                 "web",
@@ -281,7 +283,7 @@ async fn dashboard_charts_the_hour_and_lists_the_latest_clamps() {
         ["1.00/s", "14.25/s"]
     );
     assert_eq!(texts(&html, "#services td.reading"), ["fresh", "fresh"]);
-    assert_eq!(texts(&html, "#capacity"), ["6"]);
+    assert_eq!(texts(&html, "#capacity"), ["6 units"]);
 
     // Its clamps, with their reasons.
     assert_eq!(texts(&html, "#clamps tr.clamp th.name"), ["web"]);
@@ -326,6 +328,35 @@ async fn dashboard_charts_the_hour_and_lists_the_latest_clamps() {
     // No inline script or style (the CSP forbids them).
     assert_eq!(count(&html, "script:not([src])"), 0);
     assert_eq!(count(&html, "[style], style"), 0);
+}
+
+/// A capacity that counts CPU and memory shows them in the JSON (documented) and on the
+/// dashboard; one that does not has them null.
+#[tokio::test]
+async fn cpu_and_memory_capacity_are_shown_when_counted() {
+    let app = TestApp::new(|_| {}).await;
+    let now = unix_now();
+    seed(&app.store, &[decision(now - 30.0, 1.0, 1.0, 1)]).await;
+    let v = assert_json(&app.get("/v1/scaler").await);
+    assert_eq!(v["latest"]["capacity_cpu_millis"], Value::Null);
+    assert_eq!(v["latest"]["capacity_memory_mib"], Value::Null);
+    let counted = Decision {
+        capacity_cpu_millis: Some(4000),
+        capacity_memory_mib: Some(8192),
+        ..decision(now - 10.0, 1.0, 1.0, 1)
+    };
+    seed(&app.store, &[counted]).await;
+    let resp = app.get("/v1/scaler").await;
+    let v = assert_json(&resp);
+    assert_documented(&resp);
+    assert_eq!(v["latest"]["capacity"], json!(6));
+    assert_eq!(v["latest"]["capacity_cpu_millis"], json!(4000));
+    assert_eq!(v["latest"]["capacity_memory_mib"], json!(8192));
+    let html = page(&app.get("/scaler").await);
+    assert_eq!(
+        texts(&html, "#capacity"),
+        ["6 units, 4000m CPU, 8192 MiB memory"]
+    );
 }
 
 #[tokio::test]

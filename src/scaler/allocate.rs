@@ -1,7 +1,9 @@
 //! Sharing one capacity between services by priority ("hot bunking").
 //!
 //! Pure. Capacity is counted in units (`ServiceSpec::units` per instance; 1 when capacity is
-//! counted in instances). One pass:
+//! counted in instances) and, when the [`Capacity`] has them, in CPU millicores and memory
+//! MiB (`ServiceSpec::cpu_millis`, `memory_mib` per instance, like Kubernetes resource
+//! requests): an instance fits only where every counted dimension has room. One pass:
 //!
 //! 1. **Entitlements by water-filling.** Every service is first entitled to its minimum
 //!    (highest priority first if even the minimums do not fit). What is left is handed out by
@@ -28,7 +30,61 @@
 //! a service of the same or a lower priority, and its held instances only for another
 //! service's need.
 
-use super::{Clamp, ServiceSpec};
+use super::{Capacity, Clamp, ServiceSpec};
+
+/// Capacity dimensions: units, CPU millicores, memory MiB.
+type Amount = [u64; 3];
+
+fn amount(capacity: &Capacity) -> Amount {
+    [
+        u64::from(capacity.units),
+        capacity.cpu_millis.unwrap_or(u64::MAX),
+        capacity.memory_mib.unwrap_or(u64::MAX),
+    ]
+}
+
+/// What one instance of `spec` occupies in the dimensions `capacity` counts.
+fn per_instance(spec: &ServiceSpec, capacity: &Capacity) -> Amount {
+    [
+        u64::from(spec.units.max(1)),
+        if capacity.cpu_millis.is_some() {
+            spec.cpu_millis
+        } else {
+            0
+        },
+        if capacity.memory_mib.is_some() {
+            spec.memory_mib
+        } else {
+            0
+        },
+    ]
+}
+
+/// How many instances of `per` fit in `budget` (units are at least 1, so this is finite).
+fn fitting(budget: &Amount, per: &Amount) -> u64 {
+    (0..3)
+        .filter(|&d| per[d] > 0)
+        .map(|d| budget[d] / per[d])
+        .min()
+        .unwrap_or(u64::MAX)
+}
+
+/// Take `k` instances of `per` out of `budget` (which must hold them).
+fn take(budget: &mut Amount, per: &Amount, k: u64) {
+    for d in 0..3 {
+        budget[d] = budget[d].saturating_sub(per[d].saturating_mul(k));
+    }
+}
+
+/// What is free, in the words of a clamp: `2 units, 500m CPU` (dimensions counted only).
+fn describe(free: &Amount, capacity: &Capacity) -> String {
+    Capacity {
+        units: free[0].min(u64::from(u32::MAX)) as u32,
+        cpu_millis: capacity.cpu_millis.map(|_| free[1]),
+        memory_mib: capacity.memory_mib.map(|_| free[2]),
+    }
+    .to_string()
+}
 
 /// One service's request to the allocator.
 #[derive(Debug, Clone, Copy)]
@@ -54,17 +110,19 @@ pub struct Grant {
     pub clamps: Vec<Clamp>,
 }
 
-/// `capacity` in units (ServiceSpec::units per instance). Returns one Grant per request, in
+/// `capacity` in units (ServiceSpec::units per instance), or a [`Capacity`] that also counts
+/// CPU and memory. Returns one Grant per request, in
 /// the same order. `target` is the count of live (ready + starting) instances the orchestrator
 /// must keep. Guarantees: minimums kept; higher priority (lower number) takes from lower only
 /// what it needs; a service grows only into units that are free NOW, counting ready, starting
 /// and stopping instances of every service (so capacity is never exceeded while victims
 /// drain); lower priority fills what is left.
-pub fn allocate(capacity: u32, requests: &[Request]) -> Vec<Grant> {
+pub fn allocate(capacity: impl Into<Capacity>, requests: &[Request]) -> Vec<Grant> {
+    let capacity: Capacity = capacity.into();
     let n = requests.len();
-    let units: Vec<u64> = requests
+    let units: Vec<Amount> = requests
         .iter()
-        .map(|r| u64::from(r.spec.units.max(1)))
+        .map(|r| per_instance(r.spec, &capacity))
         .collect();
     let live: Vec<u32> = requests
         .iter()
@@ -105,13 +163,13 @@ pub fn allocate(capacity: u32, requests: &[Request]) -> Vec<Grant> {
     order.sort_by_key(|&i| requests[i].spec.priority);
 
     // 1. Entitlements: minimums first, then water-filling by tier.
-    let mut budget = u64::from(capacity);
+    let mut budget = amount(&capacity);
     let mut entitled = vec![0u32; n];
     for &i in &order {
         let min = requests[i].spec.min;
-        let fits = (budget / units[i]).min(u64::from(min)) as u32;
-        entitled[i] = fits;
-        budget -= u64::from(fits) * units[i];
+        let fits = fitting(&budget, &units[i]).min(u64::from(min));
+        entitled[i] = fits as u32;
+        take(&mut budget, &units[i], fits);
     }
     // Needs first, by priority; then what each service holds beyond its need, by priority.
     let need: Vec<u32> = (0..n).map(|i| requests[i].needed.min(want[i])).collect();
@@ -127,9 +185,9 @@ pub fn allocate(capacity: u32, requests: &[Request]) -> Vec<Grant> {
             loop {
                 let mut gave = false;
                 for &i in tier {
-                    if entitled[i] < cap[i] && budget >= units[i] {
+                    if entitled[i] < cap[i] && fitting(&budget, &units[i]) >= 1 {
                         entitled[i] += 1;
-                        budget -= units[i];
+                        take(&mut budget, &units[i], 1);
                         gave = true;
                     }
                 }
@@ -141,11 +199,12 @@ pub fn allocate(capacity: u32, requests: &[Request]) -> Vec<Grant> {
         }
     }
 
-    // Units held now by every instance, stopping ones included.
-    let held: u64 = (0..n)
-        .map(|i| (u64::from(live[i]) + u64::from(requests[i].stopping)) * units[i])
-        .sum();
-    let mut free = u64::from(capacity).saturating_sub(held);
+    // What every instance holds now, stopping ones included, comes off the capacity.
+    let mut free = amount(&capacity);
+    for i in 0..n {
+        let instances = u64::from(live[i]) + u64::from(requests[i].stopping);
+        take(&mut free, &units[i], instances);
+    }
     // Units that will be freed once stops complete (already stopping, or shrunk now).
     let draining = (0..n).any(|i| requests[i].stopping > 0 || entitled[i] < live[i]);
 
@@ -178,8 +237,9 @@ pub fn allocate(capacity: u32, requests: &[Request]) -> Vec<Grant> {
             continue;
         }
         let grow = u64::from(e - live[i]);
-        let can = (free / units[i]).min(grow);
-        free -= can * units[i];
+        let free_before = free;
+        let can = fitting(&free, &units[i]).min(grow);
+        take(&mut free, &units[i], can);
         target[i] = live[i] + can as u32;
         if target[i] < e {
             let (kind, why) = if draining {
@@ -193,7 +253,7 @@ pub fn allocate(capacity: u32, requests: &[Request]) -> Vec<Grant> {
             } else {
                 (
                     "capacity",
-                    format!("only {} units free now", can * units[i]),
+                    format!("only {} free now", describe(&free_before, &capacity)),
                 )
             };
             clamps[i].push(clamp(kind, e, target[i], why));
@@ -236,6 +296,8 @@ mod tests {
             metric: MetricKind::QueueDepth,
             target: 10.0,
             units,
+            cpu_millis: 0,
+            memory_mib: 0,
             command: vec![],
         }
     }
@@ -343,6 +405,68 @@ mod tests {
         let g = allocate(10, &[req(&big, 3, 0, 0, 0), req(&small, 10, 0, 0, 0)]);
         assert_eq!(g[0].target, 2, "3 x 4 units do not fit in 10");
         assert_eq!(g[1].target, 2, "the 2 units left");
+    }
+
+    fn sized(name: &str, priority: u32, cpu_millis: u64, memory_mib: u64) -> ServiceSpec {
+        ServiceSpec {
+            cpu_millis,
+            memory_mib,
+            ..spec(name, priority, 1, 10, 1)
+        }
+    }
+
+    #[test]
+    fn every_counted_dimension_must_fit() {
+        // 10 units but 2000m CPU and 4096 MiB: web asks 500m and 256 MiB an instance, the
+        // worker 1000m and 512 MiB.
+        let web = sized("web", 1, 500, 256);
+        let worker = sized("worker", 2, 1000, 512);
+        let capacity = Capacity {
+            units: 10,
+            cpu_millis: Some(2000),
+            memory_mib: Some(4096),
+        };
+        // Minimums: 500m + 1000m; web's 3 more would need 1500m, only 500m are left.
+        let g = allocate(capacity, &[req(&web, 4, 1, 0, 0), req(&worker, 1, 1, 0, 0)]);
+        assert_eq!((g[0].target, g[1].target), (2, 1));
+        assert_eq!(kinds(&g[0]), ["capacity"]);
+        assert!(
+            g[0].clamps[0].why.contains("2000m CPU"),
+            "{:?}",
+            g[0].clamps
+        );
+        // Memory binds instead: 4096 MiB hold 4 workers of 512 and 8 web of 256 at most.
+        let capacity = Capacity {
+            units: 20,
+            cpu_millis: None,
+            memory_mib: Some(4096),
+        };
+        let g = allocate(capacity, &[req(&web, 8, 1, 0, 0), req(&worker, 6, 1, 0, 0)]);
+        assert_eq!(g[0].target, 8, "8 x 256 = 2048 MiB");
+        assert_eq!(g[1].target, 4, "the 2048 MiB left hold 4 workers");
+        // Growth into what is free now: the clamp says what is free.
+        let g = allocate(capacity, &[req(&web, 8, 8, 0, 0), req(&worker, 6, 3, 0, 0)]);
+        assert_eq!(g[1].target, 4);
+        // A dimension the capacity does not count is ignored, however large the request.
+        let g = allocate(10, &[req(&web, 4, 1, 0, 0), req(&worker, 6, 1, 0, 0)]);
+        assert_eq!((g[0].target, g[1].target), (4, 6));
+    }
+
+    #[test]
+    fn growth_waits_for_stopping_instances_to_free_cpu() {
+        // Web needs 2 more (1000m); the worker's 2 stopping instances still hold 2000m.
+        let web = sized("web", 1, 500, 0);
+        let worker = sized("worker", 2, 1000, 0);
+        let capacity = Capacity {
+            units: 10,
+            cpu_millis: Some(3000),
+            memory_mib: None,
+        };
+        let g = allocate(capacity, &[req(&web, 3, 1, 0, 0), req(&worker, 1, 1, 0, 2)]);
+        assert_eq!(g[0].target, 1, "nothing free until the stops complete");
+        assert_eq!(kinds(&g[0]), ["waiting_for_stop"]);
+        let g = allocate(capacity, &[req(&web, 3, 1, 0, 0), req(&worker, 1, 1, 0, 0)]);
+        assert_eq!(g[0].target, 3);
     }
 
     #[test]
@@ -670,6 +794,43 @@ mod tests {
         fn needs_come_before_holds(capacity in 0u32..30,
                                    services in proptest::collection::vec(service(), 1..5)) {
             check_grants(capacity, &requests(&services))?;
+        }
+
+        #[test]
+        fn no_counted_dimension_is_exceeded(
+            units in 0u32..30, cpu in 0u64..8000, memory in 0u64..8000,
+            services in proptest::collection::vec(
+                (service(), 0u64..3000, 0u64..3000), 1..5),
+        ) {
+            let specs: Vec<(ServiceSpec, u32, u32, u32, u32, u32)> = services
+                .iter()
+                .map(|((s, d, n, r, st, sp), c, m)| {
+                    (ServiceSpec { cpu_millis: *c, memory_mib: *m, ..s.clone() }, *d, *n, *r, *st, *sp)
+                })
+                .collect();
+            let reqs = requests(&specs);
+            let capacity = Capacity { units, cpu_millis: Some(cpu), memory_mib: Some(memory) };
+            let grants = allocate(capacity, &reqs);
+            type PerInstance = fn(&ServiceSpec) -> u64;
+            let dims: [(u64, PerInstance); 3] = [
+                (u64::from(units), |s| u64::from(s.units)),
+                (cpu, |s| s.cpu_millis),
+                (memory, |s| s.memory_mib),
+            ];
+            for (cap, per) in dims {
+                let held = |count: &dyn Fn(&Request, &Grant) -> u32| -> u64 {
+                    reqs.iter()
+                        .zip(&grants)
+                        .map(|(r, g)| u64::from(count(r, g)) * per(r.spec))
+                        .sum()
+                };
+                let before = held(&|r, _| r.ready + r.starting + r.stopping);
+                let after = held(&|r, g| g.target.max(r.ready + r.starting) + r.stopping);
+                prop_assert!(after <= cap.max(before), "held {} -> {} of {}", before, after, cap);
+            }
+            for (r, g) in reqs.iter().zip(&grants) {
+                prop_assert!(g.target <= r.spec.max);
+            }
         }
     }
 }

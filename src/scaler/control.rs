@@ -765,6 +765,8 @@ mod tests {
             metric,
             target,
             units: 1,
+            cpu_millis: 0,
+            memory_mib: 0,
             command: vec![],
         }
     }

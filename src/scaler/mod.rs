@@ -52,8 +52,51 @@ pub struct ServiceSpec {
     pub target: f64,
     /// Capacity units one instance occupies (1 when capacity is counted in instances).
     pub units: u32,
+    /// CPU one instance asks for, in millicores (0: not counted), when the capacity has CPU.
+    #[serde(default)]
+    pub cpu_millis: u64,
+    /// Memory one instance asks for, in MiB (0: not counted), when the capacity has memory.
+    #[serde(default)]
+    pub memory_mib: u64,
     /// How to start one instance: program and arguments (`["microbadger", "web"]`).
     pub command: Vec<String>,
+}
+
+/// What the services share: capacity units and, optionally, CPU and memory. Instances are
+/// counted by what they ask for (like Kubernetes resource requests); every dimension the
+/// capacity has must fit. Nothing here limits what a process actually uses.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Capacity {
+    pub units: u32,
+    /// Millicores (None: CPU is not counted).
+    pub cpu_millis: Option<u64>,
+    /// MiB (None: memory is not counted).
+    pub memory_mib: Option<u64>,
+}
+
+impl From<u32> for Capacity {
+    /// A capacity counted in units only.
+    fn from(units: u32) -> Capacity {
+        Capacity {
+            units,
+            cpu_millis: None,
+            memory_mib: None,
+        }
+    }
+}
+
+impl std::fmt::Display for Capacity {
+    /// `6 units`, `6 units, 4000m CPU, 8192 MiB memory`.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{} units", self.units)?;
+        if let Some(cpu) = self.cpu_millis {
+            write!(f, ", {cpu}m CPU")?;
+        }
+        if let Some(mem) = self.memory_mib {
+            write!(f, ", {mem} MiB memory")?;
+        }
+        Ok(())
+    }
 }
 
 /// One service's state as seen at one tick: demand and instance counts.
@@ -118,7 +161,14 @@ pub struct ServiceDecision {
 pub struct Decision {
     /// Unix seconds (wall clock) when it was made.
     pub at: f64,
+    /// Capacity units.
     pub capacity: u32,
+    /// CPU capacity in millicores, when counted.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub capacity_cpu_millis: Option<u64>,
+    /// Memory capacity in MiB, when counted.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub capacity_memory_mib: Option<u64>,
     pub services: Vec<ServiceDecision>,
 }
 

@@ -11,6 +11,8 @@
 //! capacity = 6          # MICROBADGER_CAPACITY wins when set
 //! tick_ms = 500         # MICROBADGER_SCALER_TICK_MS wins when set
 //! stop_grace_secs = 25  # SIGKILL this long after SIGTERM
+//! cpu_millis = 4000     # optional: CPU shared, in millicores (not counted when absent)
+//! memory_mib = 8192     # optional: memory shared, in MiB (not counted when absent)
 //!
 //! [control]             # any field of control::ControlParams, per-second units
 //! scale_down_window = 60.0
@@ -19,8 +21,14 @@
 //! min = 1
 //! max = 4
 //! target = 20.0
+//! cpu_millis = 1000     # what one instance asks for when the capacity counts CPU
+//! memory_mib = 512      # and memory; 0 or absent: not counted
 //! image = "ghcr.io/acme/microbadger:1.4"   # priority from its label
 //! ```
+//!
+//! CPU and memory are counted like Kubernetes resource requests: the allocator starts an
+//! instance only where every dimension the capacity counts has room; nothing limits what a
+//! process actually uses.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -28,7 +36,7 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
-use super::{MetricKind, ServiceSpec};
+use super::{Capacity, MetricKind, ServiceSpec};
 use crate::config::Config;
 use crate::reference::ImageRef;
 use crate::registry::{PlatformChoice, RegistryClient};
@@ -92,7 +100,12 @@ pub struct ControlOverrides {
 /// Everything the supervisor needs to know about what it scales.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Services {
+    /// Capacity units (instances when every service's `units` is 1).
     pub capacity: u32,
+    /// CPU shared by the services, in millicores, when counted (TOML `cpu_millis`).
+    pub cpu_millis: Option<u64>,
+    /// Memory shared by the services, in MiB, when counted (TOML `memory_mib`).
+    pub memory_mib: Option<u64>,
     pub tick: Duration,
     /// How long a stopping instance may drain after SIGTERM before SIGKILL.
     pub stop_grace: Duration,
@@ -120,6 +133,8 @@ pub enum ServicesError {
 #[serde(deny_unknown_fields)]
 struct FileConfig {
     capacity: Option<u32>,
+    cpu_millis: Option<u64>,
+    memory_mib: Option<u64>,
     tick_ms: Option<u64>,
     stop_grace_secs: Option<f64>,
     #[serde(default)]
@@ -137,6 +152,8 @@ struct FileService {
     metric: Option<MetricKind>,
     target: Option<f64>,
     units: Option<u32>,
+    cpu_millis: Option<u64>,
+    memory_mib: Option<u64>,
     command: Option<Vec<String>>,
     image: Option<String>,
     /// `false` removes a built-in service.
@@ -163,6 +180,8 @@ pub fn defaults(capacity: u32, program: &str) -> Vec<ServiceDecl> {
             metric,
             target,
             units: 1,
+            cpu_millis: 0,
+            memory_mib: 0,
             command: vec![program.to_string(), name.to_string()],
         },
         image: None,
@@ -202,6 +221,15 @@ pub fn control_from_file(path: &Path) -> Result<ControlOverrides, ServicesError>
 }
 
 impl Services {
+    /// What the services share, in every dimension counted.
+    pub fn shared(&self) -> Capacity {
+        Capacity {
+            units: self.capacity,
+            cpu_millis: self.cpu_millis,
+            memory_mib: self.memory_mib,
+        }
+    }
+
     /// Read the declarations for `config`: built-ins, the TOML file if configured, the
     /// environment. Image labels are not read here (see [`Services::resolve_priorities`]).
     pub fn load(
@@ -279,6 +307,8 @@ impl Services {
                     metric: MetricKind::QueueDepth,
                     target: WORKER_TARGET,
                     units: 1,
+                    cpu_millis: 0,
+                    memory_mib: 0,
                     command: Vec::new(),
                 },
                 image: None,
@@ -303,6 +333,12 @@ impl Services {
             }
             if let Some(v) = f.units {
                 s.units = v;
+            }
+            if let Some(v) = f.cpu_millis {
+                s.cpu_millis = v;
+            }
+            if let Some(v) = f.memory_mib {
+                s.memory_mib = v;
             }
             if let Some(v) = f.command {
                 s.command = v;
@@ -334,18 +370,42 @@ impl Services {
                 return Err(bad(format!("min {} is above max {}", s.min, s.max)));
             }
         }
+        let all = |reason: String| ServicesError::Invalid {
+            service: "(all)".into(),
+            reason,
+        };
         let needed: u32 = list.iter().map(|d| d.spec.min * d.spec.units).sum();
         if needed > capacity {
-            return Err(ServicesError::Invalid {
-                service: "(all)".into(),
-                reason: format!(
-                    "the minimums need {needed} capacity units but the capacity is {capacity}"
-                ),
-            });
+            return Err(all(format!(
+                "the minimums need {needed} capacity units but the capacity is {capacity}"
+            )));
+        }
+        let minimums = |per: fn(&ServiceSpec) -> u64| -> u64 {
+            list.iter()
+                .map(|d| u64::from(d.spec.min).saturating_mul(per(&d.spec)))
+                .sum()
+        };
+        if let Some(cpu) = parsed.cpu_millis {
+            let needed = minimums(|s| s.cpu_millis);
+            if needed > cpu {
+                return Err(all(format!(
+                    "the minimums need {needed}m CPU but cpu_millis is {cpu}"
+                )));
+            }
+        }
+        if let Some(memory) = parsed.memory_mib {
+            let needed = minimums(|s| s.memory_mib);
+            if needed > memory {
+                return Err(all(format!(
+                    "the minimums need {needed} MiB but memory_mib is {memory}"
+                )));
+            }
         }
         sort(&mut list);
         Ok(Services {
             capacity,
+            cpu_millis: parsed.cpu_millis,
+            memory_mib: parsed.memory_mib,
             tick,
             stop_grace,
             control: parsed.control,
@@ -518,6 +578,59 @@ mod tests {
         .unwrap();
         assert_eq!(s.capacity, 3, "the environment wins over the file");
         assert_eq!(s.tick, Duration::from_millis(100));
+    }
+
+    #[test]
+    fn cpu_and_memory_are_counted_when_the_capacity_has_them() {
+        let s = load(&[], None).unwrap();
+        assert_eq!(s.shared(), Capacity::from(4), "units only by default");
+        let file = r#"
+            capacity = 8
+            cpu_millis = 2000
+            memory_mib = 4096
+            [services.web]
+            cpu_millis = 500
+            memory_mib = 256
+            [services.worker]
+            cpu_millis = 1000
+            memory_mib = 1024
+        "#;
+        let s = load(&[], Some(file)).unwrap();
+        assert_eq!(
+            s.shared(),
+            Capacity {
+                units: 8,
+                cpu_millis: Some(2000),
+                memory_mib: Some(4096)
+            }
+        );
+        assert_eq!(
+            s.shared().to_string(),
+            "8 units, 2000m CPU, 4096 MiB memory"
+        );
+        let web = &s.services[0].spec;
+        assert_eq!((web.cpu_millis, web.memory_mib), (500, 256));
+        // The minimums (one web, one worker) must fit in every dimension counted.
+        let err = |file: &str| load(&[], Some(file)).unwrap_err().to_string();
+        let e = err("cpu_millis = 1000
+[services.web]
+cpu_millis = 600
+[services.worker]
+cpu_millis = 600
+");
+        assert!(
+            e.contains("the minimums need 1200m CPU but cpu_millis is 1000"),
+            "{e}"
+        );
+        let e = err("memory_mib = 100
+[services.worker]
+memory_mib = 128
+");
+        assert!(
+            e.contains("the minimums need 128 MiB but memory_mib is 100"),
+            "{e}"
+        );
+        assert!(err("cpu_millis = -1").starts_with("scaler.toml:"));
     }
 
     #[test]

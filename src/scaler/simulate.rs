@@ -164,6 +164,8 @@ fn web_spec(capacity: u32) -> ServiceSpec {
         metric: MetricKind::InFlight,
         target: 3.0,
         units: 1,
+        cpu_millis: 0,
+        memory_mib: 0,
         command: vec![],
     }
 }
@@ -177,6 +179,8 @@ fn worker_spec(capacity: u32) -> ServiceSpec {
         metric: MetricKind::QueueDepth,
         target: 20.0,
         units: 1,
+        cpu_millis: 0,
+        memory_mib: 0,
         command: vec![],
     }
 }

@@ -150,7 +150,7 @@ impl Supervisor {
                 stopping: o.stopping,
             })
             .collect();
-        let grants = allocate(self.services.capacity, &requests);
+        let grants = allocate(self.services.shared(), &requests);
         let mut decided = Vec::with_capacity(grants.len());
         for (((d, c), obs), (proposal, grant)) in self
             .services
@@ -179,6 +179,8 @@ impl Supervisor {
         let decision = Decision {
             at: unix_now(),
             capacity: self.services.capacity,
+            capacity_cpu_millis: self.services.cpu_millis,
+            capacity_memory_mib: self.services.memory_mib,
             services: decided,
         };
         self.record(&decision).await;
@@ -218,7 +220,7 @@ impl Supervisor {
     pub async fn run(mut self, demand: &mut dyn DemandSource, stop: impl Future<Output = ()>) {
         tracing::info!(
             orchestrator = self.orchestrator.name(),
-            capacity = self.services.capacity,
+            capacity = %self.services.shared(),
             tick_ms = self.services.tick.as_millis() as u64,
             services = ?self.services.services.iter().map(|d| (&d.spec.name, d.spec.priority, d.spec.min, d.spec.max)).collect::<Vec<_>>(),
             "microscaler started"

@@ -667,6 +667,10 @@ fn add_scaler(doc: &mut Value) {
                 json!({
                     "at": date_time(),
                     "capacity": integer(),
+                    "capacity_cpu_millis": nullable(json!({"type": "integer", "minimum": 0, "description":
+                        "CPU shared by the services, in millicores; null when CPU is not counted."})),
+                    "capacity_memory_mib": nullable(json!({"type": "integer", "minimum": 0, "description":
+                        "Memory shared by the services, in MiB; null when memory is not counted."})),
                     "services": {"type": "array", "items": schema_ref("ScalerService")},
                 }),
             ),

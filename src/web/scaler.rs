@@ -30,7 +30,7 @@ use serde::Serialize;
 use super::cache::CachePolicy;
 use super::pages::templates::Chrome;
 use super::{AppState, WebError};
-use crate::scaler::{Decision, ServiceDecision};
+use crate::scaler::{Capacity, Decision, ServiceDecision};
 
 /// The window shown and sent.
 pub const WINDOW_SECONDS: u32 = 3600;
@@ -58,6 +58,10 @@ pub struct DecisionDoc {
     pub at: String,
     /// Capacity shared by the services, in units.
     pub capacity: u32,
+    /// CPU shared, in millicores; `null` when CPU is not counted.
+    pub capacity_cpu_millis: Option<u64>,
+    /// Memory shared, in MiB; `null` when memory is not counted.
+    pub capacity_memory_mib: Option<u64>,
     pub services: Vec<ServiceDoc>,
 }
 
@@ -203,6 +207,8 @@ impl DecisionDoc {
         DecisionDoc {
             at: rfc3339(from_unix(d.at)),
             capacity: d.capacity,
+            capacity_cpu_millis: d.capacity_cpu_millis,
+            capacity_memory_mib: d.capacity_memory_mib,
             services: d.services.iter().map(ServiceDoc::from_decision).collect(),
         }
     }
@@ -605,7 +611,8 @@ pub struct DashboardPage {
     /// `2026-11-29 02:00:00 UTC`, when the latest decision was made.
     pub latest_at: Option<String>,
     pub latest_iso: Option<String>,
-    pub capacity: Option<u32>,
+    /// `6 units`, `6 units, 4000m CPU, 8192 MiB memory`.
+    pub capacity: Option<String>,
     pub rows: Vec<ServiceRow>,
     pub clamps: Vec<ClampRow>,
     pub charts: Vec<LineChart>,
@@ -674,7 +681,14 @@ impl DashboardPage {
             history_step: HISTORY_STEP,
             latest_at: latest.map(|d| from_unix(d.at).format("%Y-%m-%d %H:%M:%S UTC").to_string()),
             latest_iso: latest.map(|d| rfc3339(from_unix(d.at))),
-            capacity: latest.map(|d| d.capacity),
+            capacity: latest.map(|d| {
+                Capacity {
+                    units: d.capacity,
+                    cpu_millis: d.capacity_cpu_millis,
+                    memory_mib: d.capacity_memory_mib,
+                }
+                .to_string()
+            }),
             rows,
             clamps,
             charts,
@@ -734,6 +748,8 @@ mod tests {
         Decision {
             at,
             capacity: 6,
+            capacity_cpu_millis: None,
+            capacity_memory_mib: None,
             services: vec![
                 service("web", web_backlog, web_ready, true),
                 service("worker", worker_backlog, 2, worker_backlog < 100.0),

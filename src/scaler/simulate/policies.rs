@@ -308,6 +308,8 @@ mod tests {
             metric: MetricKind::InFlight,
             target: 3.0,
             units: 1,
+            cpu_millis: 0,
+            memory_mib: 0,
             command: vec![],
         }
     }
