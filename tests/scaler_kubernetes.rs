@@ -5,7 +5,7 @@
 mod support;
 
 use std::path::PathBuf;
-use std::process::{Command, Stdio};
+use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use microbadger::queue::{JobKind, Priority, Queue, QueueOptions};
@@ -226,6 +226,27 @@ async fn store_with_backlog(db: &str, jobs: usize) -> Store {
     store
 }
 
+/// Wait (30 s at most) until `name` is scaled to at least `n`; kill `child` and fail if not.
+fn wait_for_replicas(fake: &FakeKubernetes, child: &mut Child, name: &str, n: u32) {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while fake.replicas(name) < Some(n) {
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            panic!("{name} was not scaled to {n}: {:?}", fake.patches());
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// Every size patched onto `name`, in order.
+fn patched_sizes(fake: &FakeKubernetes, name: &str) -> Vec<u64> {
+    fake.patches()
+        .iter()
+        .filter(|(deployment, _, _)| deployment == name)
+        .filter_map(|(_, _, body)| body.pointer("/spec/replicas").and_then(|n| n.as_u64()))
+        .collect()
+}
+
 fn scaler(db: &str, fake: &FakeKubernetes, token: &std::path::Path) -> Command {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_microbadger"));
     cmd.arg("scaler")
@@ -272,17 +293,7 @@ fn scaler_command_sizes_the_worker_deployment_from_the_queue() {
         .stderr(Stdio::null())
         .spawn()
         .unwrap();
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while fake.replicas("microbadger-worker") < Some(2) {
-        if Instant::now() > deadline {
-            let _ = child.kill();
-            panic!(
-                "the worker deployment was not scaled up: {:?}",
-                fake.patches()
-            );
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    wait_for_replicas(&fake, &mut child, "microbadger-worker", 2);
     let _ = Command::new("kill")
         .args(["-TERM", &child.id().to_string()])
         .status();
@@ -332,12 +343,7 @@ fn pods_that_never_become_ready_are_replaced_once_not_without_bound() {
         .status();
     let status = child.wait().unwrap();
     assert!(status.success(), "{status:?}");
-    let sizes: Vec<u64> = fake
-        .patches()
-        .iter()
-        .filter(|(name, _, _)| name == "microbadger-worker")
-        .filter_map(|(_, _, body)| body.pointer("/spec/replicas").and_then(|n| n.as_u64()))
-        .collect();
+    let sizes = patched_sizes(&fake, "microbadger-worker");
     assert!(sizes.contains(&2), "one replacement asked for: {sizes:?}");
     assert!(
         sizes.iter().all(|&n| n <= 2),
@@ -374,26 +380,14 @@ fn a_cpu_capacity_bounds_the_worker_deployment() {
         .stderr(Stdio::null())
         .spawn()
         .unwrap();
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while fake.replicas("microbadger-worker") < Some(3) {
-        if Instant::now() > deadline {
-            let _ = child.kill();
-            panic!("the worker was not scaled up: {:?}", fake.patches());
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    wait_for_replicas(&fake, &mut child, "microbadger-worker", 3);
     // Some more ticks with the backlog still there.
     std::thread::sleep(Duration::from_secs(2));
     let _ = Command::new("kill")
         .args(["-TERM", &child.id().to_string()])
         .status();
     assert!(child.wait().unwrap().success());
-    let sizes: Vec<u64> = fake
-        .patches()
-        .iter()
-        .filter(|(name, _, _)| name == "microbadger-worker")
-        .filter_map(|(_, _, body)| body.pointer("/spec/replicas").and_then(|n| n.as_u64()))
-        .collect();
+    let sizes = patched_sizes(&fake, "microbadger-worker");
     assert!(sizes.iter().all(|&n| n <= 3), "{sizes:?}");
     assert_eq!(fake.replicas("microbadger-worker"), Some(3));
     let decisions = rt.block_on(store.decisions_since(0.0)).unwrap();
