@@ -385,6 +385,23 @@ impl Services {
                 .map(|d| u64::from(d.spec.min).saturating_mul(per(&d.spec)))
                 .sum()
         };
+        // One instance that cannot fit would never start: refuse it rather than wait forever.
+        for d in &list {
+            let one = [
+                ("cpu_millis", "m CPU", parsed.cpu_millis, d.spec.cpu_millis),
+                ("memory_mib", " MiB", parsed.memory_mib, d.spec.memory_mib),
+            ];
+            for (what, unit, limit, asks) in one {
+                if let Some(limit) = limit
+                    && asks > limit
+                {
+                    return Err(ServicesError::Invalid {
+                        service: d.spec.name.clone(),
+                        reason: format!("one instance asks for {asks}{unit} but {what} is {limit}"),
+                    });
+                }
+            }
+        }
         if let Some(cpu) = parsed.cpu_millis {
             let needed = minimums(|s| s.cpu_millis);
             if needed > cpu {
@@ -631,6 +648,14 @@ memory_mib = 128
             "{e}"
         );
         assert!(err("cpu_millis = -1").starts_with("scaler.toml:"));
+        let e = err("cpu_millis = 4000\n[services.big]\ncommand = [\"big\"]\ncpu_millis = 5000\n");
+        assert_eq!(
+            e,
+            "service big: one instance asks for 5000m CPU but cpu_millis is 4000"
+        );
+        // Without a CPU capacity, what an instance asks for is not counted at all.
+        let s = load(&[], Some("[services.web]\ncpu_millis = 5000\n")).unwrap();
+        assert_eq!(s.shared().cpu_millis, None);
     }
 
     #[test]
