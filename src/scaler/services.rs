@@ -629,22 +629,18 @@ mod tests {
         assert_eq!((web.cpu_millis, web.memory_mib), (500, 256));
         // The minimums (one web, one worker) must fit in every dimension counted.
         let err = |file: &str| load(&[], Some(file)).unwrap_err().to_string();
-        let e = err("cpu_millis = 1000
-[services.web]
-cpu_millis = 600
-[services.worker]
-cpu_millis = 600
-");
+        let e = err(
+            "cpu_millis = 1000\n[services.web]\ncpu_millis = 600\n[services.worker]\ncpu_millis = 600\n",
+        );
         assert!(
             e.contains("the minimums need 1200m CPU but cpu_millis is 1000"),
             "{e}"
         );
-        let e = err("memory_mib = 100
-[services.worker]
-memory_mib = 128
-");
+        let e = err(
+            "memory_mib = 300\n[services.web]\nmemory_mib = 128\n[services.worker]\nmemory_mib = 200\n",
+        );
         assert!(
-            e.contains("the minimums need 128 MiB but memory_mib is 100"),
+            e.contains("the minimums need 328 MiB but memory_mib is 300"),
             "{e}"
         );
         assert!(err("cpu_millis = -1").starts_with("scaler.toml:"));
