@@ -128,6 +128,16 @@ pub const VARIABLES: &[(&str, &str, &str)] = &[
         "Instances `up` may run at once over every scaled service (web and worker), in capacity units.",
     ),
     (
+        "MICROBADGER_CAPACITY_CPU_MILLIS",
+        "",
+        "CPU the scaled services share, in millicores, counted like Kubernetes resource requests with each service's `cpu_millis` (scaler TOML); empty: CPU is not counted.",
+    ),
+    (
+        "MICROBADGER_CAPACITY_MEMORY_MIB",
+        "",
+        "Memory the scaled services share, in MiB, counted with each service's `memory_mib` (scaler TOML); empty: memory is not counted.",
+    ),
+    (
         "MICROBADGER_SCALER_TICK_MS",
         "500",
         "How often the microscaler reads demand and decides, in milliseconds (its parameters are per second, independent of the tick).",
@@ -189,6 +199,10 @@ pub struct Config {
 pub struct ScalerConfig {
     /// Capacity units shared by the scaled services.
     pub capacity: u32,
+    /// CPU shared, in millicores, when counted.
+    pub cpu_millis: Option<u64>,
+    /// Memory shared, in MiB, when counted.
+    pub memory_mib: Option<u64>,
     /// How often the supervisor decides.
     pub tick: Duration,
     /// TOML service declarations, if any.
@@ -325,6 +339,14 @@ impl Config {
         };
         let scaler = ScalerConfig {
             capacity: (number("MICROBADGER_CAPACITY")? as u32).max(1),
+            cpu_millis: match optional("MICROBADGER_CAPACITY_CPU_MILLIS") {
+                None => None,
+                Some(_) => Some(number("MICROBADGER_CAPACITY_CPU_MILLIS")?),
+            },
+            memory_mib: match optional("MICROBADGER_CAPACITY_MEMORY_MIB") {
+                None => None,
+                Some(_) => Some(number("MICROBADGER_CAPACITY_MEMORY_MIB")?),
+            },
             tick: Duration::from_millis(number("MICROBADGER_SCALER_TICK_MS")?.max(10)),
             config_file: optional("MICROBADGER_SCALER_CONFIG").map(PathBuf::from),
             supervisor_pid: match optional("MICROBADGER_SUPERVISOR_PID") {

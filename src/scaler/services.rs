@@ -11,8 +11,8 @@
 //! capacity = 6          # MICROBADGER_CAPACITY wins when set
 //! tick_ms = 500         # MICROBADGER_SCALER_TICK_MS wins when set
 //! stop_grace_secs = 25  # SIGKILL this long after SIGTERM
-//! cpu_millis = 4000     # optional: CPU shared, in millicores (not counted when absent)
-//! memory_mib = 8192     # optional: memory shared, in MiB (not counted when absent)
+//! cpu_millis = 4000     # optional: CPU shared, in millicores (MICROBADGER_CAPACITY_CPU_MILLIS wins)
+//! memory_mib = 8192     # optional: memory shared, in MiB (MICROBADGER_CAPACITY_MEMORY_MIB wins)
 //!
 //! [control]             # any field of control::ControlParams, per-second units
 //! scale_down_window = 60.0
@@ -273,6 +273,16 @@ impl Services {
             Some(c) if !env_set("MICROBADGER_CAPACITY") => c.max(1),
             _ => config.scaler.capacity,
         };
+        let cpu_millis = if env_set("MICROBADGER_CAPACITY_CPU_MILLIS") {
+            config.scaler.cpu_millis
+        } else {
+            parsed.cpu_millis.or(config.scaler.cpu_millis)
+        };
+        let memory_mib = if env_set("MICROBADGER_CAPACITY_MEMORY_MIB") {
+            config.scaler.memory_mib
+        } else {
+            parsed.memory_mib.or(config.scaler.memory_mib)
+        };
         let tick = match parsed.tick_ms {
             Some(ms) if !env_set("MICROBADGER_SCALER_TICK_MS") => Duration::from_millis(ms.max(10)),
             _ => config.scaler.tick,
@@ -388,8 +398,8 @@ impl Services {
         // One instance that cannot fit would never start: refuse it rather than wait forever.
         for d in &list {
             let one = [
-                ("cpu_millis", "m CPU", parsed.cpu_millis, d.spec.cpu_millis),
-                ("memory_mib", " MiB", parsed.memory_mib, d.spec.memory_mib),
+                ("cpu_millis", "m CPU", cpu_millis, d.spec.cpu_millis),
+                ("memory_mib", " MiB", memory_mib, d.spec.memory_mib),
             ];
             for (what, unit, limit, asks) in one {
                 if let Some(limit) = limit
@@ -402,7 +412,7 @@ impl Services {
                 }
             }
         }
-        if let Some(cpu) = parsed.cpu_millis {
+        if let Some(cpu) = cpu_millis {
             let needed = minimums(|s| s.cpu_millis);
             if needed > cpu {
                 return Err(all(format!(
@@ -410,7 +420,7 @@ impl Services {
                 )));
             }
         }
-        if let Some(memory) = parsed.memory_mib {
+        if let Some(memory) = memory_mib {
             let needed = minimums(|s| s.memory_mib);
             if needed > memory {
                 return Err(all(format!(
@@ -421,8 +431,8 @@ impl Services {
         sort(&mut list);
         Ok(Services {
             capacity,
-            cpu_millis: parsed.cpu_millis,
-            memory_mib: parsed.memory_mib,
+            cpu_millis,
+            memory_mib,
             tick,
             stop_grace,
             control: parsed.control,
@@ -648,6 +658,23 @@ mod tests {
         assert_eq!(
             e,
             "service big: one instance asks for 5000m CPU but cpu_millis is 4000"
+        );
+        // The environment sets the capacity's CPU and memory too, and wins over the file.
+        let env = [
+            ("MICROBADGER_CAPACITY_CPU_MILLIS", "3000"),
+            ("MICROBADGER_CAPACITY_MEMORY_MIB", "2048"),
+        ];
+        let s = load(&env, Some(file)).unwrap();
+        assert_eq!((s.cpu_millis, s.memory_mib), (Some(3000), Some(2048)));
+        let s = load(&env, None).unwrap();
+        assert_eq!((s.cpu_millis, s.memory_mib), (Some(3000), Some(2048)));
+        assert!(
+            Config::from_lookup(
+                |k| (k == "MICROBADGER_CAPACITY_CPU_MILLIS").then(|| "2 cores".into())
+            )
+            .unwrap_err()
+            .to_string()
+            .contains("MICROBADGER_CAPACITY_CPU_MILLIS")
         );
         // Without a CPU capacity, what an instance asks for is not counted at all.
         let s = load(&[], Some("[services.web]\ncpu_millis = 5000\n")).unwrap();
