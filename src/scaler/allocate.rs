@@ -23,9 +23,9 @@
 //!    instances and ran over capacity on 41% of ticks in a re-simulation.) Free units go to
 //!    growing services in priority order.
 //!
-//! Guarantees (property-tested below): the units held after the grants are applied
-//! (`max(target, live) + stopping` per service) never exceed the capacity unless they already
-//! did before; no grant is below a service's minimum unless it is growing towards it; every
+//! Guarantees (property-tested below): what is held after the grants are applied
+//! (`max(target, live) + stopping` instances per service) never exceeds the capacity, in any
+//! dimension it counts, unless it already did before; no grant is below a service's minimum unless it is growing towards it; every
 //! grant is at most the service's maximum; a service's need is never shrunk to make room for
 //! a service of the same or a lower priority, and its held instances only for another
 //! service's need.
@@ -120,7 +120,7 @@ pub struct Grant {
 pub fn allocate(capacity: impl Into<Capacity>, requests: &[Request]) -> Vec<Grant> {
     let capacity: Capacity = capacity.into();
     let n = requests.len();
-    let units: Vec<Amount> = requests
+    let per: Vec<Amount> = requests
         .iter()
         .map(|r| per_instance(r.spec, &capacity))
         .collect();
@@ -167,9 +167,9 @@ pub fn allocate(capacity: impl Into<Capacity>, requests: &[Request]) -> Vec<Gran
     let mut entitled = vec![0u32; n];
     for &i in &order {
         let min = requests[i].spec.min;
-        let fits = fitting(&budget, &units[i]).min(u64::from(min));
+        let fits = fitting(&budget, &per[i]).min(u64::from(min));
         entitled[i] = fits as u32;
-        take(&mut budget, &units[i], fits);
+        take(&mut budget, &per[i], fits);
     }
     // Needs first, by priority; then what each service holds beyond its need, by priority.
     let need: Vec<u32> = (0..n).map(|i| requests[i].needed.min(want[i])).collect();
@@ -185,9 +185,9 @@ pub fn allocate(capacity: impl Into<Capacity>, requests: &[Request]) -> Vec<Gran
             loop {
                 let mut gave = false;
                 for &i in tier {
-                    if entitled[i] < cap[i] && fitting(&budget, &units[i]) >= 1 {
+                    if entitled[i] < cap[i] && fitting(&budget, &per[i]) >= 1 {
                         entitled[i] += 1;
-                        take(&mut budget, &units[i], 1);
+                        take(&mut budget, &per[i], 1);
                         gave = true;
                     }
                 }
@@ -203,7 +203,7 @@ pub fn allocate(capacity: impl Into<Capacity>, requests: &[Request]) -> Vec<Gran
     let mut free = amount(&capacity);
     for i in 0..n {
         let instances = u64::from(live[i]) + u64::from(requests[i].stopping);
-        take(&mut free, &units[i], instances);
+        take(&mut free, &per[i], instances);
     }
     // Units that will be freed once stops complete (already stopping, or shrunk now).
     let draining = (0..n).any(|i| requests[i].stopping > 0 || entitled[i] < live[i]);
@@ -238,8 +238,8 @@ pub fn allocate(capacity: impl Into<Capacity>, requests: &[Request]) -> Vec<Gran
         }
         let grow = u64::from(e - live[i]);
         let free_before = free;
-        let can = fitting(&free, &units[i]).min(grow);
-        take(&mut free, &units[i], can);
+        let can = fitting(&free, &per[i]).min(grow);
+        take(&mut free, &per[i], can);
         target[i] = live[i] + can as u32;
         if target[i] < e {
             let (kind, why) = if draining {
