@@ -1281,7 +1281,7 @@ mod tests {
         let wanted = Controller::new(&queue(1, 20), ControlParams::default())
             .propose(&obs(0.0, 0, 10.0, 2.0, 0.0))
             .desired;
-        assert!(wanted >= 2, "{wanted}");
+        assert_eq!(wanted, 4, "the law asks for 4");
         assert_eq!(
             highest,
             2 * wanted,
