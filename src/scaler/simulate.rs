@@ -155,7 +155,7 @@ pub struct Scenario {
     pub services: Vec<ServiceModel>,
 }
 
-fn web_spec(capacity: u32) -> ServiceSpec {
+pub(crate) fn web_spec(capacity: u32) -> ServiceSpec {
     ServiceSpec {
         name: "web".into(),
         priority: 1,

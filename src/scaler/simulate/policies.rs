@@ -300,18 +300,7 @@ mod tests {
     use super::*;
 
     fn web() -> ServiceSpec {
-        ServiceSpec {
-            name: "web".into(),
-            priority: 1,
-            min: 1,
-            max: 16,
-            metric: MetricKind::InFlight,
-            target: 3.0,
-            units: 1,
-            cpu_millis: 0,
-            memory_mib: 0,
-            command: vec![],
-        }
+        crate::scaler::simulate::web_spec(16)
     }
 
     fn obs(now: f64, in_flight: f64, ready: u32) -> Observation {
