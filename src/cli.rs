@@ -168,8 +168,13 @@ fn init_tracing() -> tracing_appender::non_blocking::WorkerGuard {
             64 * 1024,
             std::io::stderr(),
         ));
+    // Colours only for a person at a terminal: a log file or a pipe gets plain text, not
+    // escape codes (and formatting them costs ~1 us an event). NO_COLOR turns them off too.
+    let colour = std::io::IsTerminal::is_terminal(&std::io::stderr())
+        && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty());
     let _ = tracing_subscriber::fmt()
         .with_env_filter(filter)
+        .with_ansi(colour)
         .with_writer(writer)
         .try_init();
     guard

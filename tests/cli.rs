@@ -301,3 +301,24 @@ fn a_reader_that_stops_early_is_not_an_error() {
     assert!(!err.contains("panicked"), "{err}");
     assert!(out.status.success(), "{:?}: {err}", out.status);
 }
+
+/// Logs written to a file or a pipe are plain text: no terminal colour codes, even without
+/// NO_COLOR (a log collector would store the escape sequences).
+#[test]
+fn logs_to_a_pipe_carry_no_colour_codes() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_microbadger"))
+        .arg("migrate")
+        .env(
+            "MICROBADGER_DATABASE_URL",
+            format!("sqlite://{}", dir.path().join("mb.db").display()),
+        )
+        .env("MICROBADGER_LOG", "debug")
+        .env_remove("NO_COLOR")
+        .output()
+        .expect("run microbadger");
+    assert!(out.status.success(), "{out:?}");
+    let log = stderr(&out);
+    assert!(log.contains("DEBUG"), "the debug log is on: {log}");
+    assert!(!log.contains('\u{1b}'), "escape codes in the log: {log:?}");
+}
