@@ -126,7 +126,8 @@ pub struct Observation {
 /// A limit applied between the raw control output and the count that was applied.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Clamp {
-    /// Short machine name: `tolerance`, `stabilization`, `step`, `rate`, `min`, `max`,
+    /// Short machine name: `tolerance`, `up_period`, `step`, `stabilization`, `down_minimum`,
+    /// `rate`, `min`, `max`,
     /// `lifetime`, `capacity`, `preempted`, `waiting_for_stop`, `stale_hold`, `fallback`.
     pub kind: String,
     /// The count before this clamp.

@@ -91,7 +91,8 @@ pub struct ControlOverrides {
     pub fallback_after: Option<u32>,
     pub fallback: Option<u32>,
     pub in_flight_z: Option<f64>,
-    pub queue_beta: Option<f64>,
+    pub queue_over_target: Option<f64>,
+    pub scale_down_min_fraction: Option<f64>,
     pub up_hysteresis: Option<f64>,
     pub drain_aim: Option<f64>,
     pub yield_after: Option<f64>,
@@ -769,19 +770,27 @@ mod tests {
         );
         // Every new field can be set.
         let f = config_file(
-            "[control]\nqueue_beta = 0.5\nup_hysteresis = 0.25\ndrain_aim = 1.0\n\
-             yield_after = 30.0\nin_flight_z = 1.5\n",
+            "[control]\nqueue_over_target = 0.05\nscale_down_min_fraction = 0.5\n\
+             up_hysteresis = 0.25\ndrain_aim = 1.0\nyield_after = 30.0\nin_flight_z = 1.5\n",
         );
         let control = control_from_file(f.path()).unwrap();
         assert_eq!(
             (
-                control.queue_beta,
+                control.queue_over_target,
+                control.scale_down_min_fraction,
                 control.up_hysteresis,
                 control.drain_aim,
                 control.yield_after,
                 control.in_flight_z
             ),
-            (Some(0.5), Some(0.25), Some(1.0), Some(30.0), Some(1.5))
+            (
+                Some(0.05),
+                Some(0.5),
+                Some(0.25),
+                Some(1.0),
+                Some(30.0),
+                Some(1.5)
+            )
         );
         // No [control] table: nothing overridden.
         let f = config_file("capacity = 6\n");

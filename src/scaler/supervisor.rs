@@ -54,7 +54,8 @@ pub fn control_params(o: &ControlOverrides) -> ControlParams {
         ready_timeout,
         fallback_after,
         in_flight_z,
-        queue_beta,
+        queue_over_target,
+        scale_down_min_fraction,
         up_hysteresis,
         drain_aim,
         yield_after
