@@ -743,6 +743,27 @@ mod tests {
     }
 
     #[test]
+    fn the_readme_example_is_a_valid_configuration() {
+        // The first ```toml block of README.md is the scaler configuration example.
+        let readme = include_str!("../../README.md");
+        let start = readme.find("```toml\n").expect("README has a toml block") + 8;
+        let text = &readme[start..start + readme[start..].find("```").unwrap()];
+        let f = config_file(text);
+        let control = control_from_file(f.path()).unwrap();
+        assert_eq!(control.queue_over_target, Some(0.01));
+        assert_eq!(control.scale_down_window, Some(60.0));
+        assert_eq!(control.yield_after, Some(120.0));
+        // And the whole of it loads: the capacity, CPU and memory, and both services.
+        let s = load(&[], Some(text)).unwrap();
+        assert_eq!(s.capacity, 6);
+        assert_eq!((s.cpu_millis, s.memory_mib), (Some(4000), Some(8192)));
+        let specs = s.specs();
+        assert_eq!(specs.len(), 2);
+        assert_eq!((specs[0].name.as_str(), specs[0].target), ("web", 16.0));
+        assert_eq!((specs[1].name.as_str(), specs[1].max), ("worker", 4));
+    }
+
+    #[test]
     fn control_from_file_reads_the_control_table() {
         let f = config_file(
             "capacity = 6\ntick_ms = 250\nstop_grace_secs = 3.0\n\
