@@ -173,7 +173,7 @@ const ERLANG_MAX_LOAD: f64 = 150.0;
 /// pool that cannot keep up (`r ≥ n`).
 pub fn prob_over(n: u32, r: f64, t: f64) -> f64 {
     let nf = f64::from(n);
-    if n == 0 || r.is_nan() || r >= nf || !r.is_finite() {
+    if n == 0 || !r.is_finite() || r >= nf {
         return 1.0;
     }
     if r <= 0.0 {
@@ -362,7 +362,7 @@ pub struct Controller {
     slots: Option<f64>,
     /// Smoothed requests in flight, InFlight only.
     in_flight: Option<f64>,
-    /// Smoothed completion rate (per second), InFlight only.
+    /// Smoothed completion rate (per second).
     throughput: Option<f64>,
     /// Time of the last fresh observation used for the estimates.
     last_update: Option<f64>,
