@@ -1224,6 +1224,7 @@ fn decision(at: f64, web_backlog: f64, granted: u32) -> Decision {
                 raw: 2.25,
                 desired: granted + 1,
                 needed: Some(granted),
+                essential: Some(granted.saturating_sub(1)),
                 granted,
                 clamps: vec![Clamp {
                     kind: "capacity".into(),
@@ -1241,6 +1242,7 @@ fn decision(at: f64, web_backlog: f64, granted: u32) -> Decision {
                 raw: 0.0,
                 desired: 1,
                 needed: None,
+                essential: None,
                 granted: 1,
                 clamps: vec![],
             },

@@ -51,6 +51,7 @@ fn service(name: &str, backlog: f64, ready: u32, clamps: Vec<Clamp>) -> ServiceD
         raw: backlog / 2.0,
         desired: ready + clamps.len() as u32,
         needed: Some(ready),
+        essential: Some(ready.saturating_sub(1)),
         granted: ready,
         clamps,
     }
@@ -196,6 +197,11 @@ async fn json_has_the_latest_decision_and_the_hour_in_intervals() {
     let web = &v["latest"]["services"][0];
     assert!(web["needed"].is_u64(), "{web}");
     assert_eq!(web["needed"], web["granted"]);
+    // So is its essential part (seeded as one less).
+    assert_eq!(
+        web["essential"].as_u64(),
+        web["needed"].as_u64().map(|n| n.saturating_sub(1))
+    );
     insta::assert_json_snapshot!("scaler_status", redact(v));
 }
 
@@ -278,6 +284,10 @@ async fn dashboard_charts_the_hour_and_lists_the_latest_clamps() {
     assert_eq!(texts(&html, "#services tr.service td.granted"), ["2", "2"]);
     assert_eq!(texts(&html, "#services tr.service td.desired"), ["3", "2"]);
     assert_eq!(texts(&html, "#services tr.service td.needed"), ["2", "2"]);
+    assert_eq!(
+        texts(&html, "#services tr.service td.essential"),
+        ["1", "1"]
+    );
     assert_eq!(
         texts(&html, "#services tr.service td.arrivals"),
         ["1.00/s", "14.25/s"]

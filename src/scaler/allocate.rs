@@ -8,10 +8,13 @@
 //! 1. **Entitlements by water-filling.** Every service is first entitled to its minimum
 //!    (highest priority first if even the minimums do not fit). What is left is handed out by
 //!    priority tier (lower number first), one instance at a time round-robin within a tier, in
-//!    two passes: first up to each service's *need* (`Request::needed`), then up to its
-//!    desired count (the rest is instances its controller holds against churn). So a higher
-//!    priority takes from a lower one only what it needs, a held instance yields to any
-//!    service's need, and the lowest priorities fill whatever is left.
+//!    three passes: first up to each service's *essential* count (`Request::essential`: what
+//!    keeps a queue up with its arrivals, web's mean in flight with a little headroom), then
+//!    up to its *need* (`Request::needed`), then up to its desired count (the rest is
+//!    instances its controller holds against churn). So a higher priority takes from a lower
+//!    one only what it needs, and its headroom never from what the lower one needs to keep
+//!    up; a held instance yields to any service's need; the lowest priorities fill whatever
+//!    is left.
 //! 2. **Shrinking is immediate.** A service entitled to fewer than its live instances gets
 //!    that lower target now (clamp `preempted` when it wanted more: a higher priority's
 //!    desired count, or any service's need, took the units).
@@ -95,6 +98,10 @@ pub struct Request<'a> {
     /// The part of `desired` needed now (see `control::Proposal::needed`); the rest is held
     /// against churn and yields to any service's need. `needed >= desired` means all of it.
     pub needed: u32,
+    /// The part of `needed` the service cannot do without (see
+    /// `control::Proposal::essential`), served for every service before any need beyond it.
+    /// `essential >= needed` means all of the need; 0, none of it.
+    pub essential: u32,
     pub ready: u32,
     pub starting: u32,
     pub stopping: u32,
@@ -171,9 +178,11 @@ pub fn allocate(capacity: impl Into<Capacity>, requests: &[Request]) -> Vec<Gran
         entitled[i] = fits as u32;
         take(&mut budget, &per[i], fits);
     }
-    // Needs first, by priority; then what each service holds beyond its need, by priority.
+    // Essentials first, by priority; then needs, by priority; then what each service holds
+    // beyond its need, by priority.
     let need: Vec<u32> = (0..n).map(|i| requests[i].needed.min(want[i])).collect();
-    for cap in [&need, &want] {
+    let essential: Vec<u32> = (0..n).map(|i| requests[i].essential.min(need[i])).collect();
+    for cap in [&essential, &need, &want] {
         let mut start = 0;
         while start < order.len() {
             let priority = requests[order[start]].spec.priority;
@@ -313,6 +322,7 @@ mod tests {
             spec,
             desired,
             needed: desired,
+            essential: desired,
             ready,
             starting,
             stopping,
@@ -625,14 +635,63 @@ mod tests {
         assert_eq!(from_to(&g[1], 0), (6, 2));
     }
 
+    #[test]
+    fn a_lower_prioritys_essential_count_comes_before_a_higher_prioritys_headroom() {
+        let web = spec("web", 1, 1, 16, 1);
+        let worker = spec("worker", 2, 1, 16, 1);
+        // Both peak on a capacity of 16: web needs 10 (7 essential: its mean in flight
+        // with a little headroom), the worker 8, all of which it needs to keep up.
+        let web_at = |essential, ready, stopping| Request {
+            essential,
+            ..held(&web, 10, 10, ready, stopping)
+        };
+        let need = |essential| web_at(essential, 10, 0);
+        let worker_req = Request {
+            essential: 8,
+            ..held(&worker, 8, 8, 6, 0)
+        };
+        let g = allocate(16, &[need(7), worker_req]);
+        // Web's headroom yields two instances; the worker grows once they are gone.
+        assert_eq!((g[0].target, g[1].target), (8, 6));
+        assert_eq!(kinds(&g[0]), ["preempted"]);
+        assert_eq!(from_to(&g[0], 0), (10, 8));
+        assert_eq!(kinds(&g[1]), ["waiting_for_stop"]);
+        let g = allocate(16, &[web_at(7, 8, 2), worker_req]);
+        assert_eq!((g[0].target, g[1].target), (8, 6), "{g:?}");
+        let g = allocate(16, &[web_at(7, 8, 0), worker_req]);
+        assert_eq!((g[0].target, g[1].target), (8, 8));
+        // Web's essential count is still served first: at 9 essential the worker gets 7.
+        let g = allocate(16, &[need(9), worker_req]);
+        assert_eq!((g[0].target, g[1].target), (9, 6));
+        assert_eq!(
+            allocate(
+                16,
+                &[
+                    need(9),
+                    Request {
+                        ready: 7,
+                        ..worker_req
+                    }
+                ]
+            )[1]
+            .target,
+            7
+        );
+        // With all of web's need essential (the two-pass allocator), web keeps its 10.
+        let g = allocate(16, &[need(10), worker_req]);
+        assert_eq!((g[0].target, g[1].target), (10, 6));
+        assert_eq!(kinds(&g[1]), ["capacity"]);
+    }
+
     prop_compose! {
         /// A service and its request: `needed` anywhere in `0..=desired`.
         fn service()(priority in 1u32..4, min in 0u32..3, extra in 0u32..8, units in 1u32..4,
-                     desired in 0u32..12, short in 0u32..13, ready in 0u32..8,
-                     starting in 0u32..3, stopping in 0u32..3)
-            -> (ServiceSpec, u32, u32, u32, u32, u32) {
-            (spec("s", priority, min, min + extra, units), desired, desired.saturating_sub(short),
-             ready, starting, stopping)
+                     desired in 0u32..12, short in 0u32..13, below in 0u32..13,
+                     ready in 0u32..8, starting in 0u32..3, stopping in 0u32..3)
+            -> Svc {
+            let needed = desired.saturating_sub(short);
+            (spec("s", priority, min, min + extra, units), desired, needed,
+             needed.saturating_sub(below), ready, starting, stopping)
         }
     }
 
@@ -674,6 +733,7 @@ mod tests {
 
         let want = |r: &Request| r.desired.clamp(r.spec.min, r.spec.max);
         let need = |r: &Request| r.needed.min(want(r));
+        let essential = |r: &Request| r.essential.min(need(r));
         let minimums: u64 = requests
             .iter()
             .map(|r| u64::from(r.spec.min) * units(r))
@@ -689,15 +749,28 @@ mod tests {
                     i
                 );
             }
+            // The essential counts of this tier and the higher ones, with the lower tiers at
+            // their minimums: only this can keep a service from its essential count.
+            let essentials_up_to_here: u64 = requests
+                .iter()
+                .map(|o| {
+                    let w = if o.spec.priority <= r.spec.priority {
+                        essential(o).max(o.spec.min)
+                    } else {
+                        o.spec.min
+                    };
+                    u64::from(w) * units(o)
+                })
+                .sum();
             // What the services of this tier and the higher ones need, with the lower tiers
-            // at their minimums: only this can keep a service from its own need.
+            // at their essential counts: only this can keep a service from its own need.
             let needs_up_to_here: u64 = requests
                 .iter()
                 .map(|o| {
                     let w = if o.spec.priority <= r.spec.priority {
                         need(o).max(o.spec.min)
                     } else {
-                        o.spec.min
+                        essential(o).max(o.spec.min)
                     };
                     u64::from(w) * units(o)
                 })
@@ -717,11 +790,32 @@ mod tests {
                 .sum();
             // No unit is free for this service once the grants are applied.
             let full = held_after + units(r) > cap;
-            // A need is never stopped for a lower priority's hold.
+            // An essential count is never stopped for another service's need or hold, nor
+            // left ungrown for them while a unit is free.
+            if g.target < essential(r).min(live) {
+                prop_assert!(
+                    essentials_up_to_here > cap,
+                    "service {} shrunk below its essential {} to {}",
+                    i,
+                    essential(r),
+                    g.target
+                );
+            }
+            if g.target < essential(r) {
+                prop_assert!(
+                    essentials_up_to_here > cap || full,
+                    "service {} below its essential {} at {} with units free",
+                    i,
+                    essential(r),
+                    g.target
+                );
+            }
+            // A need is never stopped for a lower priority's need beyond its essential
+            // count, nor for any hold.
             if g.target < need(r).min(live) {
                 prop_assert!(
                     needs_up_to_here > cap,
-                    "service {} shrunk below its need of {} to {} by a lower priority's hold",
+                    "service {} shrunk below its need of {} to {} by a lower priority's need or hold",
                     i,
                     need(r),
                     g.target
@@ -761,11 +855,15 @@ mod tests {
         Ok(())
     }
 
-    fn requests(services: &[(ServiceSpec, u32, u32, u32, u32, u32)]) -> Vec<Request<'_>> {
+    /// A generated service: spec, desired, needed, essential, ready, starting, stopping.
+    type Svc = (ServiceSpec, u32, u32, u32, u32, u32, u32);
+
+    fn requests(services: &[Svc]) -> Vec<Request<'_>> {
         services
             .iter()
-            .map(|(s, d, n, r, st, sp)| Request {
+            .map(|(s, d, n, e, r, st, sp)| Request {
                 needed: *n,
+                essential: *e,
                 ..req(s, *d, *r, *st, *sp)
             })
             .collect()
@@ -779,7 +877,7 @@ mod tests {
             // never takes from a higher one's desired count).
             let all: Vec<Request> = requests(&services)
                 .into_iter()
-                .map(|r| Request { needed: r.desired, ..r })
+                .map(|r| Request { needed: r.desired, essential: r.desired, ..r })
                 .collect();
             check_grants(capacity, &all)?;
             // `needed` beyond `desired` is the same as all of it.
@@ -802,10 +900,10 @@ mod tests {
             services in proptest::collection::vec(
                 (service(), 0u64..3000, 0u64..3000), 1..5),
         ) {
-            let specs: Vec<(ServiceSpec, u32, u32, u32, u32, u32)> = services
+            let specs: Vec<Svc> = services
                 .iter()
-                .map(|((s, d, n, r, st, sp), c, m)| {
-                    (ServiceSpec { cpu_millis: *c, memory_mib: *m, ..s.clone() }, *d, *n, *r, *st, *sp)
+                .map(|((s, d, n, e, r, st, sp), c, m)| {
+                    (ServiceSpec { cpu_millis: *c, memory_mib: *m, ..s.clone() }, *d, *n, *e, *r, *st, *sp)
                 })
                 .collect();
             let reqs = requests(&specs);

@@ -99,7 +99,7 @@
 //!    not stopped. Starting one has a cost (time, warm-up) that a short life does not repay.
 //! 8. **min / max** of the service spec.
 //!
-//! # Need and hold
+//! # Essential, need and hold
 //!
 //! Steps 4-7 keep instances the law no longer asks for (against churn). The proposal says
 //! which part of its count is *needed* now and which is only *held*
@@ -110,6 +110,24 @@
 //! instances still there (yielding at once measured less time over target in hot-bunking,
 //! but 162 actions in bursty instead of 45, and web at target less often than HPA's there;
 //! `docs/BENCHMARKS.md`, "Scaler").
+//!
+//! Part of the need is *essential* ([`Proposal::essential`]): what the service cannot do
+//! without, served for every service, by priority, before any service's need. For the
+//! worker, the instances that keep up with its arrivals: `Erlang(R, target, ε_e)` with
+//! `ε_e = ESSENTIAL_OVER_TARGET` (50%), no drain term. For web, the mean in flight plus a
+//! smaller headroom: `(L̂ + z_e·√L̂) / target` with `z_e = ESSENTIAL_Z` (1.0, the 84th
+//! percentile). Web's headroom beyond that (to `z` = 2.33) is a need, not essential, so it
+//! comes after the worker's essential count: priority decides who waits, not who starves.
+//! When web took all it wanted first, a shared capacity that held web's 99th-percentile
+//! headroom left the worker fewer instances than its arrivals needed, and its backlog grew
+//! for as long as both peaks lasted and drained long after (ramp: the worker over target
+//! 24% of the run with web at 10 instances and the worker at 6 for 14 jobs/s). The
+//! essential count is the highest over a window, so a full capacity is not re-split at
+//! every tick's noise: for a queue service the last `essential_window` seconds (15; a
+//! backlog is a buffer, and a burst of jobs can wait seconds), for web its scale-down window
+//! (60 s; web demand that comes back within it finds its instances, as its count does:
+//! with 15 s, web on bursty at 10 s start-up was at target less often than under HPA).
+//! Measured in `docs/BENCHMARKS.md` ("Scaler", "Essential counts").
 //!
 //! # Readiness
 //!
@@ -144,6 +162,16 @@ pub const IN_FLIGHT_Z: f64 = 2.33;
 /// The share of time a queue service is sized to be over its target, at its estimated load:
 /// 1%, the same as web's [`IN_FLIGHT_Z`] (the 99th percentile of in-flight requests).
 pub const QUEUE_OVER_TARGET: f64 = 0.01;
+
+/// Web's essential headroom: the in-flight count's standard deviations above its mean that
+/// web keeps ahead of a lower priority's essential count (1.0: the 84th percentile, where
+/// [`IN_FLIGHT_Z`] sizes its need for the 99th).
+pub const ESSENTIAL_Z: f64 = 1.0;
+
+/// A queue service's essential count keeps its backlog over target at most this share of
+/// the time at its estimated load (0.5): enough to keep up, not the headroom of
+/// [`QUEUE_OVER_TARGET`].
+pub const ESSENTIAL_OVER_TARGET: f64 = 0.5;
 
 /// Scale-up hysteresis, in instances: the count goes up only when the law asks for more than
 /// `current + UP_HYSTERESIS`. At small counts the relative tolerance band lets a fractional
@@ -303,6 +331,15 @@ pub struct ControlParams {
     /// Seconds the recommendation must stay below the held count before the held instances
     /// yield to other services' needs, 120.0 (see [`Proposal::needed`]).
     pub yield_after: f64,
+    /// In-flight headroom of web's essential count, [`ESSENTIAL_Z`] (see
+    /// [`Proposal::essential`]).
+    pub essential_z: f64,
+    /// The share of time over target a queue service's essential count allows,
+    /// [`ESSENTIAL_OVER_TARGET`].
+    pub essential_over_target: f64,
+    /// A queue service's essential count is the highest of this many seconds, 15.0 (web's,
+    /// of `scale_down_window`).
+    pub essential_window: f64,
 }
 
 impl Default for ControlParams {
@@ -327,6 +364,9 @@ impl Default for ControlParams {
             up_hysteresis: UP_HYSTERESIS,
             drain_aim: DRAIN_AIM,
             yield_after: 120.0,
+            essential_z: ESSENTIAL_Z,
+            essential_over_target: ESSENTIAL_OVER_TARGET,
+            essential_window: 15.0,
         }
     }
 }
@@ -343,6 +383,11 @@ pub struct Proposal {
     /// lifetime hold on to. The allocator serves every service's need before any service's
     /// hold, so a held instance never keeps a lower priority from what it needs.
     pub needed: u32,
+    /// The part of `needed` the service cannot do without: the instances that keep a queue
+    /// service up with its arrivals, or web's mean in flight plus `essential_z` standard
+    /// deviations. The allocator serves every service's essential count, by priority,
+    /// before any service's need beyond it (see the module docs).
+    pub essential: u32,
     /// Every limit that changed the count, in the order applied.
     pub clamps: Vec<Clamp>,
 }
@@ -384,6 +429,8 @@ pub struct Controller {
     last_live: Option<u32>,
     /// Since when the recommendation has been below the count held (for `yield_after`).
     holding_since: Option<f64>,
+    /// (time, essential count) within the essential window.
+    essentials: VecDeque<(f64, u32)>,
 }
 
 impl Controller {
@@ -407,6 +454,7 @@ impl Controller {
             stale: 0,
             last_live: None,
             holding_since: None,
+            essentials: VecDeque::new(),
         }
     }
 
@@ -469,6 +517,7 @@ impl Controller {
                     raw: live as f64,
                     desired: to,
                     needed: to,
+                    essential: to,
                     clamps,
                 };
             }
@@ -485,6 +534,7 @@ impl Controller {
                 raw: live as f64,
                 desired: live,
                 needed: live,
+                essential: live,
                 clamps,
             };
         }
@@ -520,14 +570,7 @@ impl Controller {
 
         // Remember the recommendation for the stabilization window.
         let window = self.params.scale_down_window;
-        while let Some(&(t, _)) = self.recommendations.front() {
-            if t < now - window {
-                self.recommendations.pop_front();
-            } else {
-                break;
-            }
-        }
-        self.recommendations.push_back((now, rec));
+        remember(&mut self.recommendations, now, window, rec);
 
         let mut desired = rec;
         if desired > current {
@@ -703,10 +746,12 @@ impl Controller {
                 desired
             }
         };
+        let essential = self.essential(now, obs).min(needed);
         Proposal {
             raw,
             desired,
             needed,
+            essential,
             clamps,
         }
     }
@@ -867,6 +912,64 @@ impl Controller {
         }
     }
 
+    /// The essential count (see [`Proposal::essential`]): the highest of the last
+    /// `essential_window` seconds (a queue service) or `scale_down_window` seconds (web),
+    /// within the spec's bounds.
+    fn essential(&mut self, now: f64, obs: &Observation) -> u32 {
+        let raw = self.essential_raw(obs);
+        let count = if raw.is_nan() || raw <= 0.0 {
+            0
+        } else {
+            (raw - 1e-9).ceil().min(u32::MAX as f64) as u32
+        };
+        let window = match self.spec.metric {
+            MetricKind::QueueDepth => self.params.essential_window,
+            MetricKind::InFlight => self.params.scale_down_window,
+        };
+        remember(&mut self.essentials, now, window, count);
+        let highest = self
+            .essentials
+            .iter()
+            .map(|&(_, c)| c)
+            .max()
+            .unwrap_or(count);
+        highest.clamp(self.spec.min, self.spec.max.max(self.spec.min))
+    }
+
+    /// The essential count in fractional instances: the queue law without its drain term
+    /// at `essential_over_target`, or web's expected in flight with `essential_z`.
+    fn essential_raw(&self, obs: &Observation) -> f64 {
+        let target = self.spec.target;
+        match self.spec.metric {
+            MetricKind::QueueDepth => {
+                let mu = self.service_rate();
+                if mu <= 0.0 {
+                    return f64::INFINITY;
+                }
+                let r = self.lambda.unwrap_or(0.0) / mu;
+                let n = queue_size(r, target, self.params.essential_over_target);
+                if obs.backlog > 0.0 { n.max(1.0) } else { n }
+            }
+            MetricKind::InFlight => {
+                if target <= 0.0 {
+                    return f64::INFINITY;
+                }
+                let expected = self.expected_in_flight();
+                (expected + self.params.essential_z * expected.sqrt()) / target
+            }
+        }
+    }
+
+    /// Web's expected requests in flight at the estimated arrival rate (Little's law with
+    /// `W = L̄ / X̂`).
+    fn expected_in_flight(&self) -> f64 {
+        let mean = self.in_flight.unwrap_or(0.0);
+        match (self.lambda, self.throughput) {
+            (Some(l), Some(x)) if x > 0.0 => mean * (l / x).clamp(0.0, MAX_GROWTH),
+            _ => mean,
+        }
+    }
+
     /// The law's output in fractional instances.
     fn raw(&self, obs: &Observation) -> f64 {
         let target = self.spec.target;
@@ -897,17 +1000,20 @@ impl Controller {
                 if target <= 0.0 {
                     return f64::INFINITY;
                 }
-                let mean = self.in_flight.unwrap_or(0.0);
-                // Little's law with W = L̄ / X̂: expected in flight at the arrival rate.
-                let expected = match (self.lambda, self.throughput) {
-                    (Some(l), Some(x)) if x > 0.0 => mean * (l / x).clamp(0.0, MAX_GROWTH),
-                    _ => mean,
-                };
+                let expected = self.expected_in_flight();
                 let headroom = expected + self.params.in_flight_z * expected.sqrt();
                 headroom / target
             }
         }
     }
+}
+
+/// Add `(now, count)` to a window of counts, forgetting those older than `window` seconds.
+fn remember(counts: &mut VecDeque<(f64, u32)>, now: f64, window: f64, count: u32) {
+    while counts.front().is_some_and(|&(t, _)| t < now - window) {
+        counts.pop_front();
+    }
+    counts.push_back((now, count));
 }
 
 fn clamp(kind: &str, from: u32, to: u32, why: String) -> Clamp {
@@ -950,6 +1056,22 @@ mod tests {
             in_service: (ready as f64).min(backlog),
             arrival_rate: Some(arrivals),
             completion_rate: Some(completions),
+            ready,
+            starting: 0,
+            stopping: 0,
+            fresh: true,
+        }
+    }
+
+    /// Web with `in_flight` requests in flight, arrivals equal to completions (20 per
+    /// request in flight: 50 ms each).
+    fn web_obs(now: f64, in_flight: f64, ready: u32) -> Observation {
+        Observation {
+            now,
+            backlog: in_flight,
+            in_service: in_flight,
+            arrival_rate: Some(10.0 * in_flight),
+            completion_rate: Some(10.0 * in_flight),
             ready,
             starting: 0,
             stopping: 0,
@@ -1451,17 +1573,7 @@ mod tests {
         let s = spec(MetricKind::InFlight, 5.0, 1, 20);
         let mut c = Controller::new(&s, ControlParams::default());
         // 10 in flight, arrivals = completions: L = 10, sized for 10 + 2.33·√10 at 5 each.
-        let o = Observation {
-            now: 0.0,
-            backlog: 10.0,
-            in_service: 10.0,
-            arrival_rate: Some(100.0),
-            completion_rate: Some(100.0),
-            ready: 1,
-            starting: 0,
-            stopping: 0,
-            fresh: true,
-        };
+        let o = web_obs(0.0, 10.0, 1);
         let p = c.propose(&o);
         let want = (10.0 + IN_FLIGHT_Z * 10f64.sqrt()) / 5.0;
         assert!((p.raw - want).abs() < 1e-9, "raw {}", p.raw);
@@ -1474,6 +1586,110 @@ mod tests {
         });
         let want = (20.0 + IN_FLIGHT_Z * 20f64.sqrt()) / 5.0;
         assert!((p.raw - want).abs() < 1e-9, "raw {}", p.raw);
+    }
+
+    #[test]
+    fn the_essential_count_keeps_up_without_the_headroom() {
+        // Web: 10 in flight at 5 per instance. Its need is sized for the 99th percentile
+        // (10 + 2.33·√10 = 17.4: 4 instances), its essential count for the 84th (10 + √10
+        // = 13.2: 3 instances).
+        let s = spec(MetricKind::InFlight, 5.0, 1, 20);
+        let mut c = Controller::new(&s, ControlParams::default());
+        let p = c.propose(&web_obs(0.0, 10.0, 4));
+        assert_eq!((p.desired, p.needed, p.essential), (4, 4, 3));
+        // The worker: 10 jobs/s at 2 jobs/s per instance, a backlog target of 20. Its need
+        // keeps the backlog over 20 at most 1% of the time (6.52: 7 instances), its
+        // essential count at most half of the time (5.21: 6), without a drain term.
+        let params = ControlParams {
+            initial_service_rate: 2.0,
+            ..ControlParams::default()
+        };
+        let mut c = Controller::new(&spec(MetricKind::QueueDepth, 20.0, 1, 20), params.clone());
+        let o = obs(0.0, 7, 0.0, 10.0, 0.0);
+        let o = Observation {
+            completion_rate: None,
+            ..o
+        };
+        let p = c.propose(&o);
+        assert_eq!((p.desired, p.needed, p.essential), (7, 7, 6));
+        assert!((queue_size(5.0, 20.0, ESSENTIAL_OVER_TARGET) - 5.21).abs() < 0.01);
+        // A backlog to drain raises the need, not the essential count.
+        let p = c.propose(&Observation {
+            now: 0.5,
+            backlog: 60.0,
+            ..o
+        });
+        assert!(p.needed > 7, "{p:?}");
+        assert_eq!(p.essential, 6);
+        // Parameters move it: a smaller share over target is more instances.
+        let mut c = Controller::new(
+            &spec(MetricKind::QueueDepth, 20.0, 1, 20),
+            ControlParams {
+                essential_over_target: 0.01,
+                ..params
+            },
+        );
+        assert_eq!(c.propose(&o).essential, 7);
+    }
+
+    #[test]
+    fn the_essential_count_holds_its_highest_over_a_window() {
+        // The worker's over essential_window (15 s).
+        let params = ControlParams {
+            initial_service_rate: 2.0,
+            ..ControlParams::default()
+        };
+        let mut c = Controller::new(&spec(MetricKind::QueueDepth, 20.0, 1, 20), params);
+        let at = |now: f64, arrivals: f64| Observation {
+            completion_rate: None,
+            ..obs(now, 8, 0.0, arrivals, 0.0)
+        };
+        assert_eq!(c.propose(&at(0.0, 10.0)).essential, 6);
+        // Arrivals fall to nothing; the EWMA follows within seconds, the essential count
+        // stays at 6 until 15 s have passed since it was last that high.
+        let mut t = 0.5;
+        while t < 15.0 {
+            assert_eq!(c.propose(&at(t, 0.0)).essential, 6, "t={t}");
+            t += 0.5;
+        }
+        assert!(c.propose(&at(16.5, 0.0)).essential < 6);
+        assert_eq!(c.propose(&at(60.0, 0.0)).essential, 1);
+        // Web's over its scale-down window (60 s): web demand that comes back within it
+        // finds its instances.
+        let s = spec(MetricKind::InFlight, 5.0, 1, 20);
+        let mut c = Controller::new(&s, ControlParams::default());
+        let web = |now: f64, in_flight: f64| web_obs(now, in_flight, 4);
+        // 10 in flight for 30 s, then 1: the smoothed count is below 7.3 (essential 2)
+        // within 3 s, but the essential count stays 3 for 60 s after that.
+        let mut t = 0.0;
+        while t <= 30.0 {
+            assert_eq!(c.propose(&web(t, 10.0)).essential, 3, "t={t}");
+            t += 0.5;
+        }
+        while t <= 90.0 {
+            assert_eq!(c.propose(&web(t, 1.0)).essential, 3, "t={t}");
+            t += 0.5;
+        }
+        while t <= 95.0 {
+            c.propose(&web(t, 1.0));
+            t += 0.5;
+        }
+        assert!(c.propose(&web(t, 1.0)).essential <= 2);
+        assert_eq!(c.propose(&web(150.0, 1.0)).essential, 1);
+    }
+
+    #[test]
+    fn a_stale_metric_keeps_everything_essential() {
+        let mut c = Controller::new(
+            &spec(MetricKind::QueueDepth, 20.0, 1, 20),
+            ControlParams::default(),
+        );
+        let o = Observation {
+            fresh: false,
+            ..obs(0.0, 5, 0.0, 0.0, 0.0)
+        };
+        let p = c.propose(&o);
+        assert_eq!((p.desired, p.needed, p.essential), (5, 5, 5));
     }
 
     #[test]
@@ -1835,6 +2051,10 @@ mod tests {
                     };
                     let p = c.propose(&o);
                     prop_assert!(p.needed <= p.desired, "{:?}", p);
+                    prop_assert!(p.essential <= p.needed, "{:?}", p);
+                    if fresh {
+                        prop_assert!(p.essential >= s.min, "{:?}", p);
+                    }
                     if fresh {
                         prop_assert!(p.needed >= s.min && p.needed <= s.max, "{:?}", p);
                     } else {

@@ -152,6 +152,11 @@ pub struct ServiceDecision {
     /// existed.
     #[serde(default)]
     pub needed: Option<u32>,
+    /// The part of `needed` the service cannot do without, served for every service before
+    /// any need beyond it (`control::Proposal::essential`). `None` in records made before it
+    /// existed.
+    #[serde(default)]
+    pub essential: Option<u32>,
     /// What the allocator granted (the orchestrator's new target).
     pub granted: u32,
     pub clamps: Vec<Clamp>,
@@ -185,14 +190,16 @@ mod tests {
             "fresh":true},"raw":1.2,"desired":2,"granted":2,"clamps":[]}"#;
         let d: ServiceDecision = serde_json::from_str(old).unwrap();
         assert_eq!((d.desired, d.needed, d.granted), (2, None, 2));
+        assert_eq!(d.essential, None);
         let again: ServiceDecision = serde_json::from_str(
             &serde_json::to_string(&ServiceDecision {
                 needed: Some(1),
+                essential: Some(1),
                 ..d
             })
             .unwrap(),
         )
         .unwrap();
-        assert_eq!(again.needed, Some(1));
+        assert_eq!((again.needed, again.essential), (Some(1), Some(1)));
     }
 }

@@ -96,6 +96,9 @@ pub struct ControlOverrides {
     pub up_hysteresis: Option<f64>,
     pub drain_aim: Option<f64>,
     pub yield_after: Option<f64>,
+    pub essential_z: Option<f64>,
+    pub essential_over_target: Option<f64>,
+    pub essential_window: Option<f64>,
 }
 
 /// Everything the supervisor needs to know about what it scales.
@@ -792,7 +795,8 @@ mod tests {
         // Every new field can be set.
         let f = config_file(
             "[control]\nqueue_over_target = 0.05\nscale_down_min_fraction = 0.5\n\
-             up_hysteresis = 0.25\ndrain_aim = 1.0\nyield_after = 30.0\nin_flight_z = 1.5\n",
+             up_hysteresis = 0.25\ndrain_aim = 1.0\nyield_after = 30.0\nin_flight_z = 1.5\n\
+             essential_z = 0.5\nessential_over_target = 0.3\nessential_window = 20.0\n",
         );
         let control = control_from_file(f.path()).unwrap();
         assert_eq!(
@@ -812,6 +816,15 @@ mod tests {
                 Some(30.0),
                 Some(1.5)
             )
+        );
+        let params = crate::scaler::supervisor::control_params(&control);
+        assert_eq!(
+            (
+                params.essential_z,
+                params.essential_over_target,
+                params.essential_window
+            ),
+            (0.5, 0.3, 20.0)
         );
         // No [control] table: nothing overridden.
         let f = config_file("capacity = 6\n");

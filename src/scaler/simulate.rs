@@ -851,7 +851,8 @@ pub fn run(config: &SimConfig) -> Report {
                 .zip(&desired)
                 .zip(&counts)
                 .map(
-                    |((s, &(d, needed)), &(ready, starting, stopping))| Request {
+                    |((s, &(d, needed, essential)), &(ready, starting, stopping))| Request {
+                        essential,
                         spec: &s.model.spec,
                         desired: d,
                         needed,

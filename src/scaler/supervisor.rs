@@ -58,7 +58,10 @@ pub fn control_params(o: &ControlOverrides) -> ControlParams {
         scale_down_min_fraction,
         up_hysteresis,
         drain_aim,
-        yield_after
+        yield_after,
+        essential_z,
+        essential_over_target,
+        essential_window
     );
     if o.fallback.is_some() {
         p.fallback = o.fallback;
@@ -146,6 +149,7 @@ impl Supervisor {
                 spec: &d.spec,
                 desired: p.desired,
                 needed: p.needed,
+                essential: p.essential,
                 ready: o.ready,
                 starting: o.starting,
                 stopping: o.stopping,
@@ -173,6 +177,7 @@ impl Supervisor {
                 raw: proposal.raw,
                 desired: proposal.desired,
                 needed: Some(proposal.needed),
+                essential: Some(proposal.essential),
                 granted: grant.target,
                 clamps,
             });

@@ -687,6 +687,8 @@ fn add_scaler(doc: &mut Value) {
                     "desired": integer(),
                     "needed": nullable(json!({"type": "integer", "minimum": 0, "description":
                         "The part of desired needed now; the rest is held against churn and yields to other services' needs. Null in decisions recorded before it existed."})),
+                    "essential": nullable(json!({"type": "integer", "minimum": 0, "description":
+                        "The part of needed the service cannot do without (a queue keeping up with its arrivals, web's mean in flight with a little headroom), served for every service before any need beyond it. Null in decisions recorded before it existed."})),
                     "granted": integer(),
                     "clamps": {"type": "array", "items": schema_ref("ScalerClamp")},
                 }),

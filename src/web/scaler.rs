@@ -78,6 +78,9 @@ pub struct ServiceDoc {
     /// The part of `desired` needed now; the rest is held and yields to other services'
     /// needs. `null` in decisions recorded before it existed.
     pub needed: Option<u32>,
+    /// The part of `needed` the service cannot do without, served for every service before
+    /// any need beyond it. `null` in decisions recorded before it existed.
+    pub essential: Option<u32>,
     /// What the allocator granted: the orchestrator's target.
     pub granted: u32,
     pub clamps: Vec<ClampDoc>,
@@ -187,6 +190,7 @@ impl ServiceDoc {
             raw: finite(s.raw),
             desired: s.desired,
             needed: s.needed,
+            essential: s.essential,
             granted: s.granted,
             clamps: s
                 .clamps
@@ -583,6 +587,7 @@ pub struct ServiceRow {
     pub raw: String,
     pub desired: u32,
     pub needed: String,
+    pub essential: String,
     pub granted: u32,
     pub fresh: bool,
 }
@@ -647,6 +652,7 @@ impl DashboardPage {
                             },
                             desired: s.desired,
                             needed: s.needed.map_or("—".into(), |n| n.to_string()),
+                            essential: s.essential.map_or("—".into(), |n| n.to_string()),
                             granted: s.granted,
                             fresh: o.fresh,
                         }
@@ -737,6 +743,7 @@ mod tests {
             raw: f64::NAN,
             desired: ready + 1,
             needed: Some(ready),
+            essential: Some(ready.saturating_sub(1)),
             granted: ready,
             clamps: vec![Clamp {
                 kind: "capacity".into(),

@@ -95,22 +95,23 @@ impl ServicePolicy {
         }
     }
 
-    /// The desired count at this supervisor tick and the part of it needed now (see
-    /// [`crate::scaler::control::Proposal::needed`]; the other policies have no such
-    /// distinction: all they want is needed); `target` is the count currently applied.
-    pub fn desired(&mut self, obs: &Observation, target: u32) -> (u32, u32) {
+    /// The desired count at this supervisor tick, the part of it needed now and the part of
+    /// that which is essential (see [`crate::scaler::control::Proposal::needed`] and
+    /// `essential`; the other policies have no such distinction: all they want is needed and
+    /// essential); `target` is the count currently applied.
+    pub fn desired(&mut self, obs: &Observation, target: u32) -> (u32, u32, u32) {
         match self {
             ServicePolicy::Ours(c) => {
                 let p = c.propose(obs);
-                (p.desired, p.needed)
+                (p.desired, p.needed, p.essential)
             }
             ServicePolicy::Hpa(h) => {
                 let d = h.desired(obs, target);
-                (d, d)
+                (d, d, d)
             }
             ServicePolicy::Micro(m) => {
                 let d = m.desired(obs, target);
-                (d, d)
+                (d, d, d)
             }
         }
     }
