@@ -68,7 +68,7 @@ fn ours_against_hpa_on_every_scenario() {
         assert_eq!(ow.name, "web");
         // The priority-1 service: ours keeps it at target more of the time than HPA (web
         // over target at most HPA's; the largest measured is bursty at 10 s, 0.93x, where
-        // a 10 s start-up is as long as a burst; the rest at most 0.55x).
+        // a 10 s start-up is as long as a burst; the rest at most 0.50x).
         assert!(
             ours.p1_sla_met_pct >= hpa.p1_sla_met_pct,
             "{id}: p1 at target {} vs HPA {}",
