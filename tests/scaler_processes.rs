@@ -207,7 +207,12 @@ fn wait_exit(child: &mut Child, timeout: Duration) -> std::process::ExitStatus {
 fn log_tail(dir: &Path) -> String {
     let text = std::fs::read_to_string(dir.join("up.log")).unwrap_or_default();
     let lines: Vec<&str> = text.lines().collect();
-    lines[lines.len().saturating_sub(60)..].join("\n")
+    // MB_LOG_LINES=3000 shows every decision of a failed run.
+    let keep: usize = std::env::var("MB_LOG_LINES")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(60);
+    lines[lines.len().saturating_sub(keep)..].join("\n")
 }
 
 /// The queue in the same SQLite file, for its figures.
@@ -228,8 +233,10 @@ fn up_scales_workers_and_web_within_capacity_replaces_crashes_and_leaves_nothing
     let dir = tempfile::tempdir().unwrap();
     let db = format!("sqlite://{}", dir.path().join("mb.db").display());
     let port = support::free_port();
-    // Short windows so the test sees scale-down within seconds.
+    // Short windows so the test sees scale-down within seconds: a 4 s stabilization window
+    // and a scale-down at most every 5 s (with the default 30 s, 5 -> 3 -> 1 takes 30 s more).
     let toml = "[control]\nscale_down_window = 4.0\nmin_lifetime = 1.0\nscale_down_rate = 1.0\n\
+                scale_down_period = 5.0\n\
                 [services.worker]\ntarget = 10.0\n";
     let mut up = start_up(dir.path(), &db, &proxy_host, port, toml);
     let up_pid = up.id();
