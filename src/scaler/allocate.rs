@@ -17,7 +17,8 @@
 //!    is left.
 //! 2. **Shrinking is immediate.** A service entitled to fewer than its live instances gets
 //!    that lower target now (clamp `preempted` when it wanted more: a higher priority's
-//!    desired count, or any service's need, took the units).
+//!    desired count, any service's need beyond what is held, or any service's essential
+//!    count took the units).
 //! 3. **Growth only into units free now.** Free = capacity minus the units of every ready,
 //!    starting and stopping instance of every service. A stopping instance still holds its
 //!    units until it is gone, so a higher priority that preempts a lower one starts its own
@@ -29,9 +30,10 @@
 //! Guarantees (property-tested below): what is held after the grants are applied
 //! (`max(target, live) + stopping` instances per service) never exceeds the capacity, in any
 //! dimension it counts, unless it already did before; no grant is below a service's minimum unless it is growing towards it; every
-//! grant is at most the service's maximum; a service's need is never shrunk to make room for
-//! a service of the same or a lower priority, and its held instances only for another
-//! service's need.
+//! grant is at most the service's maximum; a service's essential count is never shrunk or left
+//! ungrown while a unit is free, except for the essential counts of its own or higher
+//! priorities; its need beyond that only for a higher priority's need or any service's
+//! essential count; its held instances only for another service's need.
 
 use super::{Capacity, Clamp, ServiceSpec};
 
