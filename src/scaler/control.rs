@@ -148,7 +148,9 @@
 //! An observation with `fresh == false` means the metric could not be read: the controller
 //! holds the current count (clamp `stale_hold`), never reads it as zero. After
 //! `fallback_after` consecutive stale observations it goes to `fallback` instances if one is
-//! configured (clamp `fallback`, KEDA's rule), otherwise it keeps holding.
+//! configured (clamp `fallback`, KEDA's rule), otherwise it keeps holding. What it holds
+//! is needed; of that, only the essential count of its last measurement stays essential (all
+//! of it before any measurement), so a higher priority's need can still take the rest.
 
 use std::collections::VecDeque;
 
@@ -530,11 +532,20 @@ impl Controller {
                     self.stale
                 ),
             ));
+            // What it held is needed; only what was essential when last measured stays
+            // essential (all of it before any measurement), so a higher priority's need can
+            // still take the rest.
+            let essential = self
+                .essentials
+                .iter()
+                .map(|&(_, c)| c)
+                .max()
+                .map_or(live, |e| e.min(live));
             return Proposal {
                 raw: live as f64,
                 desired: live,
                 needed: live,
-                essential: live,
+                essential,
                 clamps,
             };
         }
@@ -1679,17 +1690,30 @@ mod tests {
     }
 
     #[test]
-    fn a_stale_metric_keeps_everything_essential() {
-        let mut c = Controller::new(
-            &spec(MetricKind::QueueDepth, 20.0, 1, 20),
-            ControlParams::default(),
-        );
-        let o = Observation {
-            fresh: false,
-            ..obs(0.0, 5, 0.0, 0.0, 0.0)
+    fn a_stale_metric_keeps_its_last_essential_count() {
+        let params = ControlParams {
+            initial_service_rate: 2.0,
+            ..ControlParams::default()
         };
-        let p = c.propose(&o);
-        assert_eq!((p.desired, p.needed, p.essential), (5, 5, 5));
+        let s = spec(MetricKind::QueueDepth, 20.0, 1, 20);
+        // Never measured: everything it holds is essential.
+        let mut c = Controller::new(&s, params.clone());
+        let stale = |now: f64| Observation {
+            fresh: false,
+            ..obs(now, 8, 0.0, 0.0, 0.0)
+        };
+        let p = c.propose(&stale(0.0));
+        assert_eq!((p.desired, p.needed, p.essential), (8, 8, 8));
+        // Measured at 10 jobs/s (essential 6), then stale: it holds 8, needs 8, and 6 of
+        // them stay essential.
+        let mut c = Controller::new(&s, params);
+        let fresh = Observation {
+            completion_rate: None,
+            ..obs(0.0, 8, 0.0, 10.0, 0.0)
+        };
+        assert_eq!(c.propose(&fresh).essential, 6);
+        let p = c.propose(&stale(0.5));
+        assert_eq!((p.desired, p.needed, p.essential), (8, 8, 6));
     }
 
     #[test]
