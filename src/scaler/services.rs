@@ -754,6 +754,7 @@ mod tests {
         let f = config_file(text);
         let control = control_from_file(f.path()).unwrap();
         assert_eq!(control.queue_over_target, Some(0.01));
+        assert_eq!(control.essential_over_target, Some(0.5));
         assert_eq!(control.scale_down_window, Some(60.0));
         assert_eq!(control.yield_after, Some(120.0));
         // And the whole of it loads: the capacity, CPU and memory, and both services.
