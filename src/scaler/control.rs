@@ -535,12 +535,7 @@ impl Controller {
             // What it held is needed; only what was essential when last measured stays
             // essential (all of it before any measurement), so a higher priority's need can
             // still take the rest.
-            let essential = self
-                .essentials
-                .iter()
-                .map(|&(_, c)| c)
-                .max()
-                .map_or(live, |e| e.min(live));
+            let essential = highest(&self.essentials).map_or(live, |e| e.min(live));
             return Proposal {
                 raw: live as f64,
                 desired: live,
@@ -627,11 +622,7 @@ impl Controller {
             }
         } else if desired < current {
             // 4. Stabilization: the highest recommendation within the window.
-            let highest = self
-                .recommendations
-                .iter()
-                .map(|&(_, r)| r)
-                .max()
+            let highest = highest(&self.recommendations)
                 .unwrap_or(desired)
                 .min(current);
             if highest > desired {
@@ -938,13 +929,9 @@ impl Controller {
             MetricKind::InFlight => self.params.scale_down_window,
         };
         remember(&mut self.essentials, now, window, count);
-        let highest = self
-            .essentials
-            .iter()
-            .map(|&(_, c)| c)
-            .max()
-            .unwrap_or(count);
-        highest.clamp(self.spec.min, self.spec.max.max(self.spec.min))
+        highest(&self.essentials)
+            .unwrap_or(count)
+            .clamp(self.spec.min, self.spec.max.max(self.spec.min))
     }
 
     /// The essential count in fractional instances: the queue law without its drain term
@@ -1025,6 +1012,11 @@ fn remember(counts: &mut VecDeque<(f64, u32)>, now: f64, window: f64, count: u32
         counts.pop_front();
     }
     counts.push_back((now, count));
+}
+
+/// The highest count in a window.
+fn highest(counts: &VecDeque<(f64, u32)>) -> Option<u32> {
+    counts.iter().map(|&(_, c)| c).max()
 }
 
 fn clamp(kind: &str, from: u32, to: u32, why: String) -> Clamp {
