@@ -751,45 +751,33 @@ mod tests {
                     i
                 );
             }
+            // Units asked for when this tier and the higher ones ask `own` and the lower
+            // tiers `lower`.
+            let asked = |own: &dyn Fn(&Request) -> u32, lower: &dyn Fn(&Request) -> u32| -> u64 {
+                requests
+                    .iter()
+                    .map(|o| {
+                        let w = if o.spec.priority <= r.spec.priority {
+                            own(o)
+                        } else {
+                            lower(o)
+                        };
+                        u64::from(w) * units(o)
+                    })
+                    .sum()
+            };
+            let at_min = |o: &Request| o.spec.min;
+            let essential_or_min = |o: &Request| essential(o).max(o.spec.min);
+            let need_or_min = |o: &Request| need(o).max(o.spec.min);
             // The essential counts of this tier and the higher ones, with the lower tiers at
             // their minimums: only this can keep a service from its essential count.
-            let essentials_up_to_here: u64 = requests
-                .iter()
-                .map(|o| {
-                    let w = if o.spec.priority <= r.spec.priority {
-                        essential(o).max(o.spec.min)
-                    } else {
-                        o.spec.min
-                    };
-                    u64::from(w) * units(o)
-                })
-                .sum();
+            let essentials_up_to_here = asked(&essential_or_min, &at_min);
             // What the services of this tier and the higher ones need, with the lower tiers
             // at their essential counts: only this can keep a service from its own need.
-            let needs_up_to_here: u64 = requests
-                .iter()
-                .map(|o| {
-                    let w = if o.spec.priority <= r.spec.priority {
-                        need(o).max(o.spec.min)
-                    } else {
-                        essential(o).max(o.spec.min)
-                    };
-                    u64::from(w) * units(o)
-                })
-                .sum();
+            let needs_up_to_here = asked(&need_or_min, &essential_or_min);
             // Everything this tier and the higher ones want, with every lower tier at its
             // need: only this can take a held instance.
-            let holds_up_to_here: u64 = requests
-                .iter()
-                .map(|o| {
-                    let w = if o.spec.priority <= r.spec.priority {
-                        want(o)
-                    } else {
-                        need(o).max(o.spec.min)
-                    };
-                    u64::from(w) * units(o)
-                })
-                .sum();
+            let holds_up_to_here = asked(&want, &need_or_min);
             // No unit is free for this service once the grants are applied.
             let full = held_after + units(r) > cap;
             // An essential count is never stopped for another service's need or hold, nor
