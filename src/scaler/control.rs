@@ -152,6 +152,7 @@
 //! is needed; of that, only the essential count of its last measurement stays essential (all
 //! of it before any measurement), so a higher priority's need can still take the rest.
 
+use std::cmp::Ordering;
 use std::collections::VecDeque;
 
 use super::{Clamp, MetricKind, Observation, ServiceSpec};
@@ -495,222 +496,25 @@ impl Controller {
         self.sync_instances(now, live);
         self.track_starting(now, obs.starting);
         self.last_live = Some(live);
-        let mut clamps = Vec::new();
 
         if !obs.fresh {
-            // A hold yields only on fresh evidence: the time since the recommendation fell
-            // starts again once the metric is back.
-            self.holding_since = None;
-            self.stale = self.stale.saturating_add(1);
-            if self.stale >= self.params.fallback_after
-                && let Some(fallback) = self.params.fallback
-            {
-                let to = fallback.clamp(self.spec.min, self.spec.max.max(self.spec.min));
-                clamps.push(clamp(
-                    "fallback",
-                    live,
-                    to,
-                    format!(
-                        "{} consecutive stale metric reads: holding the fallback of {to}",
-                        self.stale
-                    ),
-                ));
-                return Proposal {
-                    raw: live as f64,
-                    desired: to,
-                    needed: to,
-                    essential: to,
-                    clamps,
-                };
-            }
-            clamps.push(clamp(
-                "stale_hold",
-                live,
-                live,
-                format!(
-                    "metric stale or unreadable ({} in a row): holding {live}",
-                    self.stale
-                ),
-            ));
-            // What it held is needed; only what was essential when last measured stays
-            // essential (all of it before any measurement), so a higher priority's need can
-            // still take the rest.
-            let essential = highest(&self.essentials).map_or(live, |e| e.min(live));
-            return Proposal {
-                raw: live as f64,
-                desired: live,
-                needed: live,
-                essential,
-                clamps,
-            };
+            return self.stale_proposal(live);
         }
         self.stale = 0;
         self.update_estimates(obs);
 
+        let mut clamps = Vec::new();
         let raw = self.raw(obs);
         let stuck = self.stuck(now);
         let current = live.saturating_sub(stuck);
-        let mut rec = if raw.is_finite() && raw > 0.0 {
-            // A hair below an integer is that integer: float noise must not add an instance.
-            (raw - 1e-9).ceil().clamp(1.0, u32::MAX as f64) as u32
-        } else {
-            0
+        let rec = self.recommend(now, raw, current, &mut clamps);
+        let desired = match rec.cmp(&current) {
+            Ordering::Greater => self.scale_up(obs, rec, current, live, &mut clamps),
+            Ordering::Less => self.scale_down(now, rec, current, &mut clamps),
+            Ordering::Equal => rec,
         };
-
-        // 1. Tolerance band around the current count.
-        let c = current as f64;
-        let within = (raw / c - 1.0).abs() <= self.params.tolerance;
-        let fraction = rec > current && raw <= c + self.params.up_hysteresis;
-        if current > 0 && rec != current && (within || fraction) {
-            clamps.push(clamp(
-                "tolerance",
-                rec,
-                current,
-                format!(
-                    "raw {raw:.2} is within {:.0}% of the current {current}",
-                    self.params.tolerance * 100.0
-                ),
-            ));
-            rec = current;
-        }
-
-        // Remember the recommendation for the stabilization window.
-        let window = self.params.scale_down_window;
-        remember(&mut self.recommendations, now, window, rec);
-
-        let mut desired = rec;
-        if desired > current {
-            // 2. Immediate scale-up, but once per `scale_up_period` unless over target.
-            let over = match self.spec.metric {
-                MetricKind::QueueDepth => obs.backlog > self.spec.target,
-                MetricKind::InFlight => obs.backlog > self.spec.target * f64::from(obs.ready),
-            };
-            let period = self.params.scale_up_period;
-            // What the period holds back is growth beyond the instances alive (ready,
-            // starting, or started too long ago): back up to those is replacing starts
-            // that timed out, not a scale-up, and holding below them would stop them.
-            let hold = desired.min(live).max(current);
-            if !over
-                && hold < desired
-                && let Some(t) = self.last_up
-                && now - t < period
-            {
-                clamps.push(clamp(
-                    "up_period",
-                    desired,
-                    hold,
-                    format!(
-                        "scaled up {:.0} s ago and not over target: next scale-up after {period:.0} s",
-                        now - t
-                    ),
-                ));
-                desired = hold;
-            }
-            // 3. Step limit.
-            let limit = current.saturating_add(self.params.max_step_up);
-            if desired > limit {
-                clamps.push(clamp(
-                    "step",
-                    desired,
-                    limit,
-                    format!(
-                        "at most {} instances added per decision",
-                        self.params.max_step_up
-                    ),
-                ));
-                desired = limit;
-            }
-        } else if desired < current {
-            // 4. Stabilization: the highest recommendation within the window.
-            let highest = highest(&self.recommendations)
-                .unwrap_or(desired)
-                .min(current);
-            if highest > desired {
-                clamps.push(clamp(
-                    "stabilization",
-                    desired,
-                    highest,
-                    format!("{highest} was recommended within the last {window:.0} s"),
-                ));
-                desired = highest;
-            }
-            // 5. A scale-down worth an action: at least two instances, or
-            //    `scale_down_min_fraction` of them.
-            if desired < current {
-                let removed = current - desired;
-                if removed < 2 && f64::from(removed) < self.params.scale_down_min_fraction * c {
-                    clamps.push(clamp(
-                        "down_minimum",
-                        desired,
-                        current,
-                        format!(
-                            "removing {removed} of {current} is less than {:.0}% of them: not worth an action",
-                            self.params.scale_down_min_fraction * 100.0
-                        ),
-                    ));
-                    desired = current;
-                }
-            }
-            // 6. Scale-down rate: one step per period, of at most rate × period instances.
-            if desired < current {
-                let period = self.params.scale_down_period;
-                let floor = match self.last_down {
-                    Some(t) if now - t < period => current,
-                    _ => current.saturating_sub(self.down_step()),
-                };
-                if desired < floor {
-                    clamps.push(clamp(
-                        "rate",
-                        desired,
-                        floor,
-                        format!(
-                            "at most {} instances removed per {period:.0} s",
-                            self.down_step()
-                        ),
-                    ));
-                    desired = floor;
-                }
-            }
-            // 7. Minimum lifetime.
-            if desired < current {
-                let young = self.young(now);
-                // Instances are stopped oldest first; the young ones must stay.
-                let floor = young.min(current);
-                if desired < floor {
-                    clamps.push(clamp(
-                        "lifetime",
-                        desired,
-                        floor,
-                        format!(
-                            "{young} instances are younger than {:.0} s",
-                            self.params.min_lifetime
-                        ),
-                    ));
-                    desired = floor;
-                }
-            }
-        }
-
-        // 8. The spec's bounds.
         let (min, max) = (self.spec.min, self.spec.max.max(self.spec.min));
-        if desired < min {
-            clamps.push(clamp(
-                "min",
-                desired,
-                min,
-                format!("the service's minimum is {min}"),
-            ));
-            desired = min;
-        }
-        if desired > max {
-            clamps.push(clamp(
-                "max",
-                desired,
-                max,
-                format!("the service's maximum is {max}"),
-            ));
-            desired = max;
-        }
+        let mut desired = within_bounds(desired, min, max, &mut clamps);
 
         // Readiness: starts past the timeout are not capacity; ask for their replacements,
         // but only for the ready instances still missing: replacements that never become
@@ -736,18 +540,7 @@ impl Controller {
         }
 
         let rec = rec.clamp(min, max);
-        let rec_needed = rec.saturating_add(replacements(rec)).min(max);
-        let needed = if rec_needed >= desired {
-            self.holding_since = None;
-            desired
-        } else {
-            let since = *self.holding_since.get_or_insert(now);
-            if now - since >= self.params.yield_after {
-                rec_needed
-            } else {
-                desired
-            }
-        };
+        let needed = self.needed(now, rec.saturating_add(replacements(rec)).min(max), desired);
         let essential = self.essential(now, obs).min(needed);
         Proposal {
             raw,
@@ -755,6 +548,234 @@ impl Controller {
             needed,
             essential,
             clamps,
+        }
+    }
+
+    /// A stale or unreadable metric: hold the live count, or the fallback after
+    /// `fallback_after` stale reads in a row.
+    fn stale_proposal(&mut self, live: u32) -> Proposal {
+        // A hold yields only on fresh evidence: the time since the recommendation fell
+        // starts again once the metric is back.
+        self.holding_since = None;
+        self.stale = self.stale.saturating_add(1);
+        if self.stale >= self.params.fallback_after
+            && let Some(fallback) = self.params.fallback
+        {
+            let to = fallback.clamp(self.spec.min, self.spec.max.max(self.spec.min));
+            let clamps = vec![clamp(
+                "fallback",
+                live,
+                to,
+                format!(
+                    "{} consecutive stale metric reads: holding the fallback of {to}",
+                    self.stale
+                ),
+            )];
+            return Proposal {
+                raw: live as f64,
+                desired: to,
+                needed: to,
+                essential: to,
+                clamps,
+            };
+        }
+        let clamps = vec![clamp(
+            "stale_hold",
+            live,
+            live,
+            format!(
+                "metric stale or unreadable ({} in a row): holding {live}",
+                self.stale
+            ),
+        )];
+        // What it held is needed; only what was essential when last measured stays
+        // essential (all of it before any measurement), so a higher priority's need can
+        // still take the rest.
+        let essential = highest(&self.essentials).map_or(live, |e| e.min(live));
+        Proposal {
+            raw: live as f64,
+            desired: live,
+            needed: live,
+            essential,
+            clamps,
+        }
+    }
+
+    /// Step 1: the law's count, held at the current one within the tolerance band, and
+    /// remembered for the stabilization window.
+    fn recommend(&mut self, now: f64, raw: f64, current: u32, clamps: &mut Vec<Clamp>) -> u32 {
+        let mut rec = if raw.is_finite() && raw > 0.0 {
+            // A hair below an integer is that integer: float noise must not add an instance.
+            (raw - 1e-9).ceil().clamp(1.0, u32::MAX as f64) as u32
+        } else {
+            0
+        };
+        let c = current as f64;
+        let within = (raw / c - 1.0).abs() <= self.params.tolerance;
+        let fraction = rec > current && raw <= c + self.params.up_hysteresis;
+        if current > 0 && rec != current && (within || fraction) {
+            clamps.push(clamp(
+                "tolerance",
+                rec,
+                current,
+                format!(
+                    "raw {raw:.2} is within {:.0}% of the current {current}",
+                    self.params.tolerance * 100.0
+                ),
+            ));
+            rec = current;
+        }
+        remember(
+            &mut self.recommendations,
+            now,
+            self.params.scale_down_window,
+            rec,
+        );
+        rec
+    }
+
+    /// Steps 2-3: a scale-up from `current` toward `rec`.
+    fn scale_up(
+        &self,
+        obs: &Observation,
+        rec: u32,
+        current: u32,
+        live: u32,
+        clamps: &mut Vec<Clamp>,
+    ) -> u32 {
+        let now = obs.now;
+        let mut desired = rec;
+        // 2. Immediate scale-up, but once per `scale_up_period` unless over target.
+        let over = match self.spec.metric {
+            MetricKind::QueueDepth => obs.backlog > self.spec.target,
+            MetricKind::InFlight => obs.backlog > self.spec.target * f64::from(obs.ready),
+        };
+        let period = self.params.scale_up_period;
+        // What the period holds back is growth beyond the instances alive (ready,
+        // starting, or started too long ago): back up to those is replacing starts
+        // that timed out, not a scale-up, and holding below them would stop them.
+        let hold = desired.min(live).max(current);
+        if !over
+            && hold < desired
+            && let Some(t) = self.last_up
+            && now - t < period
+        {
+            clamps.push(clamp(
+                "up_period",
+                desired,
+                hold,
+                format!(
+                    "scaled up {:.0} s ago and not over target: next scale-up after {period:.0} s",
+                    now - t
+                ),
+            ));
+            desired = hold;
+        }
+        // 3. Step limit.
+        let limit = current.saturating_add(self.params.max_step_up);
+        if desired > limit {
+            clamps.push(clamp(
+                "step",
+                desired,
+                limit,
+                format!(
+                    "at most {} instances added per decision",
+                    self.params.max_step_up
+                ),
+            ));
+            desired = limit;
+        }
+        desired
+    }
+
+    /// Steps 4-7: a scale-down from `current` toward `rec`.
+    fn scale_down(&self, now: f64, rec: u32, current: u32, clamps: &mut Vec<Clamp>) -> u32 {
+        let mut desired = rec;
+        // 4. Stabilization: the highest recommendation within the window.
+        let window = self.params.scale_down_window;
+        let highest = highest(&self.recommendations)
+            .unwrap_or(desired)
+            .min(current);
+        if highest > desired {
+            clamps.push(clamp(
+                "stabilization",
+                desired,
+                highest,
+                format!("{highest} was recommended within the last {window:.0} s"),
+            ));
+            desired = highest;
+        }
+        // 5. A scale-down worth an action: at least two instances, or
+        //    `scale_down_min_fraction` of them.
+        if desired < current {
+            let removed = current - desired;
+            let fraction = self.params.scale_down_min_fraction;
+            if removed < 2 && f64::from(removed) < fraction * f64::from(current) {
+                clamps.push(clamp(
+                    "down_minimum",
+                    desired,
+                    current,
+                    format!(
+                        "removing {removed} of {current} is less than {:.0}% of them: not worth an action",
+                        fraction * 100.0
+                    ),
+                ));
+                desired = current;
+            }
+        }
+        // 6. Scale-down rate: one step per period, of at most rate × period instances.
+        if desired < current {
+            let period = self.params.scale_down_period;
+            let floor = match self.last_down {
+                Some(t) if now - t < period => current,
+                _ => current.saturating_sub(self.down_step()),
+            };
+            if desired < floor {
+                clamps.push(clamp(
+                    "rate",
+                    desired,
+                    floor,
+                    format!(
+                        "at most {} instances removed per {period:.0} s",
+                        self.down_step()
+                    ),
+                ));
+                desired = floor;
+            }
+        }
+        // 7. Minimum lifetime: instances are stopped oldest first; the young ones stay.
+        if desired < current {
+            let young = self.young(now);
+            let floor = young.min(current);
+            if desired < floor {
+                clamps.push(clamp(
+                    "lifetime",
+                    desired,
+                    floor,
+                    format!(
+                        "{young} instances are younger than {:.0} s",
+                        self.params.min_lifetime
+                    ),
+                ));
+                desired = floor;
+            }
+        }
+        desired
+    }
+
+    /// The part of `desired` needed now (see [`Proposal::needed`]): all of it until the
+    /// recommendation (`rec_needed`, replacements included) has stayed below it for
+    /// `yield_after` seconds, then only the recommendation.
+    fn needed(&mut self, now: f64, rec_needed: u32, desired: u32) -> u32 {
+        if rec_needed >= desired {
+            self.holding_since = None;
+            return desired;
+        }
+        let since = *self.holding_since.get_or_insert(now);
+        if now - since >= self.params.yield_after {
+            rec_needed
+        } else {
+            desired
         }
     }
 
@@ -1003,6 +1024,29 @@ impl Controller {
                 headroom / target
             }
         }
+    }
+}
+
+/// Step 8: the spec's `min` and `max`.
+fn within_bounds(desired: u32, min: u32, max: u32, clamps: &mut Vec<Clamp>) -> u32 {
+    if desired < min {
+        clamps.push(clamp(
+            "min",
+            desired,
+            min,
+            format!("the service's minimum is {min}"),
+        ));
+        min
+    } else if desired > max {
+        clamps.push(clamp(
+            "max",
+            desired,
+            max,
+            format!("the service's maximum is {max}"),
+        ));
+        max
+    } else {
+        desired
     }
 }
 
