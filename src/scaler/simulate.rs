@@ -684,6 +684,172 @@ struct ServiceState {
 }
 
 impl ServiceState {
+    /// The state at time 0: the model's initial instances (ready) and backlog.
+    fn new(m: &ServiceModel, config: &SimConfig) -> ServiceState {
+        let instances = (0..m.initial_instances)
+            .map(|_| Instance {
+                phase: Phase::Ready,
+                started: f64::NEG_INFINITY,
+                busy: Vec::new(),
+                worked_until: 0.0,
+            })
+            .collect();
+        ServiceState {
+            model: m.clone(),
+            policy: ServicePolicy::new(config.policy, &m.spec, &config.control),
+            queue: (0..m.initial_backlog).map(|_| 0.0).collect(),
+            instances,
+            target: m.initial_instances,
+            waits: Vec::new(),
+            arrived: u64::from(m.initial_backlog),
+            completed: 0,
+            arrived_tick: 0,
+            completed_tick: 0,
+            over_steps: 0,
+            peak_excess: 0.0,
+            actions: Vec::new(),
+            instance_seconds: 0.0,
+            busy_seconds: 0.0,
+            working_seconds: 0.0,
+            max_instances: m.initial_instances,
+        }
+    }
+
+    /// One step from `t`: arrivals, instances becoming ready, completions and dispatch,
+    /// stopped instances leaving, and the step's accounting. Returns whether the service
+    /// ends the step over its target.
+    fn step(&mut self, rng: &mut Rng, t: f64, sim_end: f64) -> bool {
+        let end = t + STEP;
+        // Arrivals during the step, spread evenly.
+        let n = rng.poisson(self.model.rate.at(t) * STEP);
+        for j in 0..n {
+            self.queue.push_back(t + STEP * (j as f64 + 0.5) / n as f64);
+        }
+        self.arrived += n;
+        self.arrived_tick += n;
+
+        // Phase changes.
+        for i in self.instances.iter_mut() {
+            if let Phase::Starting { ready_at } = i.phase
+                && ready_at <= end
+            {
+                i.phase = Phase::Ready;
+            }
+        }
+        self.serve(rng, t, sim_end);
+        // Stopping instances leave once idle and past their delay.
+        self.instances.retain(|i| match i.phase {
+            Phase::Stopping { gone_at } => !(i.busy.is_empty() && gone_at <= end),
+            _ => true,
+        });
+        let present = self.instances.len() as u32;
+        self.instance_seconds += f64::from(present) * STEP;
+        self.max_instances = self.max_instances.max(present);
+
+        let (excess, over) = self.excess();
+        self.peak_excess = self.peak_excess.max(excess);
+        if over {
+            self.over_steps += 1;
+        }
+        over
+    }
+
+    /// Completions and dispatch during the step from `t`, in time order: a slot freed at
+    /// `f` takes the next waiting job from `f` on.
+    fn serve(&mut self, rng: &mut Rng, t: f64, sim_end: f64) {
+        let end = t + STEP;
+        let slots = self.model.slots.max(1) as usize;
+        // (free from, instance) for every slot that is or becomes free.
+        let mut free: Vec<(f64, usize)> = Vec::new();
+        for (idx, inst) in self.instances.iter_mut().enumerate() {
+            let ready = inst.phase == Phase::Ready;
+            let before = inst.busy.len();
+            let mut freed = Vec::new();
+            inst.busy.retain(|&f| {
+                if f <= end {
+                    freed.push(f);
+                    false
+                } else {
+                    true
+                }
+            });
+            let done = (before - inst.busy.len()) as u64;
+            self.completed += done;
+            self.completed_tick += done;
+            if ready {
+                for _ in 0..slots.saturating_sub(before) {
+                    free.push((t, idx));
+                }
+                free.extend(freed.into_iter().map(|f| (f, idx)));
+            }
+        }
+        while let Some(&arrival) = self.queue.front() {
+            // The earliest free slot; ties go to the least-loaded instance.
+            let pick = free
+                .iter()
+                .enumerate()
+                .min_by(|(_, a), (_, b)| {
+                    a.0.total_cmp(&b.0).then(
+                        self.instances[a.1]
+                            .busy
+                            .len()
+                            .cmp(&self.instances[b.1].busy.len()),
+                    )
+                })
+                .map(|(k, &slot)| (k, slot));
+            let Some((k, (from, idx))) = pick else { break };
+            let start = arrival.max(from).max(t);
+            if start > end {
+                break;
+            }
+            free.swap_remove(k);
+            self.queue.pop_front();
+            self.waits.push(start - arrival);
+            let finish = start + rng.exp(self.model.service_time);
+            self.busy_seconds += (finish.min(sim_end) - start) / slots as f64;
+            // The instance works while any of its slots does: count the part of this job
+            // not already covered by its earlier ones (starts come in time order).
+            let inst = &mut self.instances[idx];
+            let from = start.max(inst.worked_until);
+            let until = finish.min(sim_end);
+            if until > from {
+                self.working_seconds += until - from;
+            }
+            inst.worked_until = inst.worked_until.max(until);
+            if finish <= end {
+                self.completed += 1;
+                self.completed_tick += 1;
+                free.push((finish, idx));
+            } else {
+                self.instances[idx].busy.push(finish);
+            }
+        }
+    }
+
+    /// The service's figures for a run of `steps` steps (`duration` seconds); jobs still
+    /// waiting count with their wait so far.
+    fn report(&mut self, steps: u64, duration: f64) -> ServiceReport {
+        let mut waits = self.waits.clone();
+        waits.extend(self.queue.iter().map(|&a| (duration - a).max(0.0)));
+        ServiceReport {
+            name: self.model.spec.name.clone(),
+            priority: self.model.spec.priority,
+            target: self.model.spec.target,
+            time_over_target_pct: round3(pct(self.over_steps, steps)),
+            peak_queue_over_target: round3(self.peak_excess.max(0.0)),
+            p95_wait_s: round3(percentile(&mut waits, 0.95)),
+            scaling_actions: self.actions.len() as u32,
+            actions: std::mem::take(&mut self.actions),
+            instance_seconds: round3(self.instance_seconds),
+            busy_seconds: round3(self.busy_seconds),
+            working_seconds: round3(self.working_seconds),
+            mean_instances: round3(self.instance_seconds / duration.max(STEP)),
+            max_instances: self.max_instances,
+            arrived: self.arrived,
+            completed: self.completed,
+            backlog_at_end: self.backlog() as u64,
+        }
+    }
     fn count(&self) -> (u32, u32, u32) {
         let (mut ready, mut starting, mut stopping) = (0, 0, 0);
         for i in &self.instances {
@@ -779,35 +945,7 @@ pub fn run(config: &SimConfig) -> Report {
     let mut services: Vec<ServiceState> = scenario
         .services
         .iter()
-        .map(|m| {
-            let instances = (0..m.initial_instances)
-                .map(|_| Instance {
-                    phase: Phase::Ready,
-                    started: f64::NEG_INFINITY,
-                    busy: Vec::new(),
-                    worked_until: 0.0,
-                })
-                .collect();
-            ServiceState {
-                model: m.clone(),
-                policy: ServicePolicy::new(config.policy, &m.spec, &config.control),
-                queue: (0..m.initial_backlog).map(|_| 0.0).collect(),
-                instances,
-                target: m.initial_instances,
-                waits: Vec::new(),
-                arrived: u64::from(m.initial_backlog),
-                completed: 0,
-                arrived_tick: 0,
-                completed_tick: 0,
-                over_steps: 0,
-                peak_excess: 0.0,
-                actions: Vec::new(),
-                instance_seconds: 0.0,
-                busy_seconds: 0.0,
-                working_seconds: 0.0,
-                max_instances: m.initial_instances,
-            }
-        })
+        .map(|m| ServiceState::new(m, config))
         .collect();
 
     let steps = (scenario.duration / STEP).round() as u64;
@@ -820,158 +958,21 @@ pub fn run(config: &SimConfig) -> Report {
 
     for k in 0..steps {
         let t = k as f64 * STEP;
-        let end = t + STEP;
 
         // Supervisor tick at the start of the step.
         if k % tick_every == 0 {
-            let elapsed = if k == 0 { TICK } else { t - last_tick };
+            // Nothing is measured before the first interval.
+            let elapsed = (k > 0).then_some(t - last_tick);
             last_tick = t;
-            let mut desired = Vec::with_capacity(services.len());
-            for s in services.iter_mut() {
-                let (ready, starting, stopping) = s.count();
-                let obs = Observation {
-                    now: t,
-                    backlog: s.backlog(),
-                    in_service: s.in_service() as f64,
-                    // Nothing is measured before the first interval.
-                    arrival_rate: (k > 0).then(|| s.arrived_tick as f64 / elapsed),
-                    completion_rate: (k > 0).then(|| s.completed_tick as f64 / elapsed),
-                    ready,
-                    starting,
-                    stopping,
-                    fresh: true,
-                };
-                s.arrived_tick = 0;
-                s.completed_tick = 0;
-                desired.push(s.policy.desired(&obs, s.target));
-            }
-            let counts: Vec<(u32, u32, u32)> = services.iter().map(|s| s.count()).collect();
-            let requests: Vec<Request> = services
-                .iter()
-                .zip(&desired)
-                .zip(&counts)
-                .map(
-                    |((s, &(d, needed, essential)), &(ready, starting, stopping))| Request {
-                        essential,
-                        spec: &s.model.spec,
-                        desired: d,
-                        needed,
-                        ready,
-                        starting,
-                        stopping,
-                    },
-                )
-                .collect();
-            let grants = allocate(scenario.capacity, &requests);
-            for (s, g) in services.iter_mut().zip(grants) {
-                s.apply(t, g.target, config.start_delay, config.stop_delay);
-                s.policy.applied(t, g.target);
-            }
+            supervise(&mut services, config, t, elapsed);
         }
 
         let mut any_over = false;
         let mut held = 0u64;
         for s in services.iter_mut() {
-            // Arrivals during the step, spread evenly.
-            let n = rng.poisson(s.model.rate.at(t) * STEP);
-            for j in 0..n {
-                s.queue.push_back(t + STEP * (j as f64 + 0.5) / n as f64);
-            }
-            s.arrived += n;
-            s.arrived_tick += n;
-
-            // Phase changes.
-            for i in s.instances.iter_mut() {
-                if let Phase::Starting { ready_at } = i.phase
-                    && ready_at <= end
-                {
-                    i.phase = Phase::Ready;
-                }
-            }
-            // Completions and dispatch, in time order within the step: a slot freed at `f`
-            // takes the next waiting job from `f` on.
-            let slots = s.model.slots.max(1) as usize;
-            // (free from, instance, jobs it holds) for every slot that is or becomes free.
-            let mut free: Vec<(f64, usize)> = Vec::new();
-            for (idx, inst) in s.instances.iter_mut().enumerate() {
-                let ready = inst.phase == Phase::Ready;
-                let before = inst.busy.len();
-                let mut freed = Vec::new();
-                inst.busy.retain(|&f| {
-                    if f <= end {
-                        freed.push(f);
-                        false
-                    } else {
-                        true
-                    }
-                });
-                let done = (before - inst.busy.len()) as u64;
-                s.completed += done;
-                s.completed_tick += done;
-                if ready {
-                    for _ in 0..slots.saturating_sub(before) {
-                        free.push((t, idx));
-                    }
-                    free.extend(freed.into_iter().map(|f| (f, idx)));
-                }
-            }
-            while let Some(&arrival) = s.queue.front() {
-                // The earliest free slot; ties go to the least-loaded instance.
-                let pick = free
-                    .iter()
-                    .enumerate()
-                    .min_by(|(_, a), (_, b)| {
-                        a.0.total_cmp(&b.0).then(
-                            s.instances[a.1]
-                                .busy
-                                .len()
-                                .cmp(&s.instances[b.1].busy.len()),
-                        )
-                    })
-                    .map(|(k, &slot)| (k, slot));
-                let Some((k, (from, idx))) = pick else { break };
-                let start = arrival.max(from).max(t);
-                if start > end {
-                    break;
-                }
-                free.swap_remove(k);
-                s.queue.pop_front();
-                s.waits.push(start - arrival);
-                let finish = start + rng.exp(s.model.service_time);
-                s.busy_seconds += (finish.min(sim_end) - start) / slots as f64;
-                // The instance works while any of its slots does: count the part of this job
-                // not already covered by its earlier ones (starts come in time order).
-                let inst = &mut s.instances[idx];
-                let from = start.max(inst.worked_until);
-                let until = finish.min(sim_end);
-                if until > from {
-                    s.working_seconds += until - from;
-                }
-                inst.worked_until = inst.worked_until.max(until);
-                if finish <= end {
-                    s.completed += 1;
-                    s.completed_tick += 1;
-                    free.push((finish, idx));
-                } else {
-                    s.instances[idx].busy.push(finish);
-                }
-            }
-            // Stopping instances leave once idle and past their delay.
-            s.instances.retain(|i| match i.phase {
-                Phase::Stopping { gone_at } => !(i.busy.is_empty() && gone_at <= end),
-                _ => true,
-            });
-            let present = s.instances.len() as u32;
-            s.instance_seconds += f64::from(present) * STEP;
-            s.max_instances = s.max_instances.max(present);
-            held += u64::from(present) * u64::from(s.model.spec.units.max(1));
-
-            let (excess, over) = s.excess();
-            s.peak_excess = s.peak_excess.max(excess);
-            if over {
-                s.over_steps += 1;
-                any_over = true;
-            }
+            let over = s.step(&mut rng, t, sim_end);
+            any_over |= over;
+            held += s.instances.len() as u64 * u64::from(s.model.spec.units.max(1));
         }
         if any_over {
             any_over_steps += 1;
@@ -996,32 +997,9 @@ pub fn run(config: &SimConfig) -> Report {
     }
 
     let duration = steps as f64 * STEP;
-    let end = duration;
     let service_reports: Vec<ServiceReport> = services
         .iter_mut()
-        .map(|s| {
-            // Jobs still waiting count with their wait so far.
-            let mut waits = s.waits.clone();
-            waits.extend(s.queue.iter().map(|&a| (end - a).max(0.0)));
-            ServiceReport {
-                name: s.model.spec.name.clone(),
-                priority: s.model.spec.priority,
-                target: s.model.spec.target,
-                time_over_target_pct: round3(pct(s.over_steps, steps)),
-                peak_queue_over_target: round3(s.peak_excess.max(0.0)),
-                p95_wait_s: round3(percentile(&mut waits, 0.95)),
-                scaling_actions: s.actions.len() as u32,
-                actions: std::mem::take(&mut s.actions),
-                instance_seconds: round3(s.instance_seconds),
-                busy_seconds: round3(s.busy_seconds),
-                working_seconds: round3(s.working_seconds),
-                mean_instances: round3(s.instance_seconds / duration.max(STEP)),
-                max_instances: s.max_instances,
-                arrived: s.arrived,
-                completed: s.completed,
-                backlog_at_end: s.backlog() as u64,
-            }
-        })
+        .map(|s| s.report(steps, duration))
         .collect();
 
     let p1 = service_reports
@@ -1061,6 +1039,51 @@ pub fn run(config: &SimConfig) -> Report {
         slot_utilization_pct: of_capacity(busy),
         services: service_reports,
         timeline,
+    }
+}
+
+/// One supervisor tick at `t`: every service's policy observes its service (rates over the
+/// `elapsed` seconds since the last tick, none at the first), the allocator shares the
+/// capacity, and each service moves toward its grant.
+fn supervise(services: &mut [ServiceState], config: &SimConfig, t: f64, elapsed: Option<f64>) {
+    let mut desired = Vec::with_capacity(services.len());
+    for s in services.iter_mut() {
+        let (ready, starting, stopping) = s.count();
+        let obs = Observation {
+            now: t,
+            backlog: s.backlog(),
+            in_service: s.in_service() as f64,
+            arrival_rate: elapsed.map(|e| s.arrived_tick as f64 / e),
+            completion_rate: elapsed.map(|e| s.completed_tick as f64 / e),
+            ready,
+            starting,
+            stopping,
+            fresh: true,
+        };
+        s.arrived_tick = 0;
+        s.completed_tick = 0;
+        desired.push(s.policy.desired(&obs, s.target));
+    }
+    let requests: Vec<Request> = services
+        .iter()
+        .zip(&desired)
+        .map(|(s, &(d, needed, essential))| {
+            let (ready, starting, stopping) = s.count();
+            Request {
+                essential,
+                spec: &s.model.spec,
+                desired: d,
+                needed,
+                ready,
+                starting,
+                stopping,
+            }
+        })
+        .collect();
+    let grants = allocate(config.scenario.capacity, &requests);
+    for (s, g) in services.iter_mut().zip(grants) {
+        s.apply(t, g.target, config.start_delay, config.stop_delay);
+        s.policy.applied(t, g.target);
     }
 }
 
