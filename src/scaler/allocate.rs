@@ -35,7 +35,7 @@
 //! priorities; its need beyond that only for a higher priority's need or any service's
 //! essential count; its held instances only for another service's need.
 
-use super::{Capacity, Clamp, ServiceSpec};
+use super::{Capacity, Clamp, ServiceSpec, within_bounds};
 
 /// Capacity dimensions: units, CPU millicores, memory MiB.
 type Amount = [u64; 3];
@@ -142,29 +142,8 @@ pub fn allocate(capacity: impl Into<Capacity>, requests: &[Request]) -> Vec<Gran
     // What each service asks for, inside its own bounds.
     let want: Vec<u32> = requests
         .iter()
-        .enumerate()
-        .map(|(i, r)| {
-            let (min, max) = (r.spec.min, r.spec.max.max(r.spec.min));
-            if r.desired < min {
-                clamps[i].push(clamp(
-                    "min",
-                    r.desired,
-                    min,
-                    format!("the service's minimum is {min}"),
-                ));
-                min
-            } else if r.desired > max {
-                clamps[i].push(clamp(
-                    "max",
-                    r.desired,
-                    max,
-                    format!("the service's maximum is {max}"),
-                ));
-                max
-            } else {
-                r.desired
-            }
-        })
+        .zip(clamps.iter_mut())
+        .map(|(r, clamps)| within_bounds(r.desired, r.spec, clamps))
         .collect();
 
     // Priority order, stable for equal priorities (input order).
@@ -241,7 +220,7 @@ pub fn allocate(capacity: impl Into<Capacity>, requests: &[Request]) -> Vec<Gran
                     ),
                 )
             };
-            clamps[i].push(clamp(kind, want[i], e, why));
+            clamps[i].push(Clamp::new(kind, want[i], e, why));
         }
         if e <= live[i] {
             target[i] = e;
@@ -267,7 +246,7 @@ pub fn allocate(capacity: impl Into<Capacity>, requests: &[Request]) -> Vec<Gran
                     format!("only {} free now", describe(&free_before, &capacity)),
                 )
             };
-            clamps[i].push(clamp(kind, e, target[i], why));
+            clamps[i].push(Clamp::new(kind, e, target[i], why));
         }
     }
 
@@ -281,15 +260,6 @@ pub fn allocate(capacity: impl Into<Capacity>, requests: &[Request]) -> Vec<Gran
             clamps,
         })
         .collect()
-}
-
-fn clamp(kind: &str, from: u32, to: u32, why: String) -> Clamp {
-    Clamp {
-        kind: kind.to_string(),
-        from,
-        to,
-        why,
-    }
 }
 
 #[cfg(test)]

@@ -155,7 +155,7 @@
 use std::cmp::Ordering;
 use std::collections::VecDeque;
 
-use super::{Clamp, MetricKind, Observation, ServiceSpec};
+use super::{Clamp, MetricKind, Observation, ServiceSpec, within_bounds};
 
 /// Standard normal quantile for the in-flight headroom: requests in flight fluctuate like a
 /// Poisson count (variance = mean), so sizing for `L + z·√L` keeps the in-flight count under
@@ -514,7 +514,8 @@ impl Controller {
             Ordering::Equal => rec,
         };
         let (min, max) = (self.spec.min, self.spec.max.max(self.spec.min));
-        let mut desired = within_bounds(desired, min, max, &mut clamps);
+        // 8. The spec's bounds.
+        let mut desired = within_bounds(desired, &self.spec, &mut clamps);
 
         // Readiness: starts past the timeout are not capacity; ask for their replacements,
         // but only for the ready instances still missing: replacements that never become
@@ -525,7 +526,7 @@ impl Controller {
         if replace > 0 {
             let to = desired.saturating_add(replace).min(max);
             if to != desired {
-                clamps.push(clamp(
+                clamps.push(Clamp::new(
                     "ready_timeout",
                     desired,
                     to,
@@ -562,7 +563,7 @@ impl Controller {
             && let Some(fallback) = self.params.fallback
         {
             let to = fallback.clamp(self.spec.min, self.spec.max.max(self.spec.min));
-            let clamps = vec![clamp(
+            let clamps = vec![Clamp::new(
                 "fallback",
                 live,
                 to,
@@ -579,7 +580,7 @@ impl Controller {
                 clamps,
             };
         }
-        let clamps = vec![clamp(
+        let clamps = vec![Clamp::new(
             "stale_hold",
             live,
             live,
@@ -614,7 +615,7 @@ impl Controller {
         let within = (raw / c - 1.0).abs() <= self.params.tolerance;
         let fraction = rec > current && raw <= c + self.params.up_hysteresis;
         if current > 0 && rec != current && (within || fraction) {
-            clamps.push(clamp(
+            clamps.push(Clamp::new(
                 "tolerance",
                 rec,
                 current,
@@ -660,7 +661,7 @@ impl Controller {
             && let Some(t) = self.last_up
             && now - t < period
         {
-            clamps.push(clamp(
+            clamps.push(Clamp::new(
                 "up_period",
                 desired,
                 hold,
@@ -674,7 +675,7 @@ impl Controller {
         // 3. Step limit.
         let limit = current.saturating_add(self.params.max_step_up);
         if desired > limit {
-            clamps.push(clamp(
+            clamps.push(Clamp::new(
                 "step",
                 desired,
                 limit,
@@ -697,7 +698,7 @@ impl Controller {
             .unwrap_or(desired)
             .min(current);
         if highest > desired {
-            clamps.push(clamp(
+            clamps.push(Clamp::new(
                 "stabilization",
                 desired,
                 highest,
@@ -711,7 +712,7 @@ impl Controller {
             let removed = current - desired;
             let fraction = self.params.scale_down_min_fraction;
             if removed < 2 && f64::from(removed) < fraction * f64::from(current) {
-                clamps.push(clamp(
+                clamps.push(Clamp::new(
                     "down_minimum",
                     desired,
                     current,
@@ -731,7 +732,7 @@ impl Controller {
                 _ => current.saturating_sub(self.down_step()),
             };
             if desired < floor {
-                clamps.push(clamp(
+                clamps.push(Clamp::new(
                     "rate",
                     desired,
                     floor,
@@ -748,7 +749,7 @@ impl Controller {
             let young = self.young(now);
             let floor = young.min(current);
             if desired < floor {
-                clamps.push(clamp(
+                clamps.push(Clamp::new(
                     "lifetime",
                     desired,
                     floor,
@@ -1027,29 +1028,6 @@ impl Controller {
     }
 }
 
-/// Step 8: the spec's `min` and `max`.
-fn within_bounds(desired: u32, min: u32, max: u32, clamps: &mut Vec<Clamp>) -> u32 {
-    if desired < min {
-        clamps.push(clamp(
-            "min",
-            desired,
-            min,
-            format!("the service's minimum is {min}"),
-        ));
-        min
-    } else if desired > max {
-        clamps.push(clamp(
-            "max",
-            desired,
-            max,
-            format!("the service's maximum is {max}"),
-        ));
-        max
-    } else {
-        desired
-    }
-}
-
 /// Add `(now, count)` to a window of counts, forgetting those older than `window` seconds.
 fn remember(counts: &mut VecDeque<(f64, u32)>, now: f64, window: f64, count: u32) {
     while counts.front().is_some_and(|&(t, _)| t < now - window) {
@@ -1061,15 +1039,6 @@ fn remember(counts: &mut VecDeque<(f64, u32)>, now: f64, window: f64, count: u32
 /// The highest count in a window.
 fn highest(counts: &VecDeque<(f64, u32)>) -> Option<u32> {
     counts.iter().map(|&(_, c)| c).max()
-}
-
-fn clamp(kind: &str, from: u32, to: u32, why: String) -> Clamp {
-    Clamp {
-        kind: kind.to_string(),
-        from,
-        to,
-        why,
-    }
 }
 
 #[cfg(test)]

@@ -138,6 +138,42 @@ pub struct Clamp {
     pub why: String,
 }
 
+impl Clamp {
+    pub fn new(kind: &str, from: u32, to: u32, why: String) -> Clamp {
+        Clamp {
+            kind: kind.to_string(),
+            from,
+            to,
+            why,
+        }
+    }
+}
+
+/// `count` within the service's `min` and `max` (a `max` below the `min` counts as the
+/// `min`), with the clamp applied recorded.
+pub fn within_bounds(count: u32, spec: &ServiceSpec, clamps: &mut Vec<Clamp>) -> u32 {
+    let (min, max) = (spec.min, spec.max.max(spec.min));
+    if count < min {
+        clamps.push(Clamp::new(
+            "min",
+            count,
+            min,
+            format!("the service's minimum is {min}"),
+        ));
+        min
+    } else if count > max {
+        clamps.push(Clamp::new(
+            "max",
+            count,
+            max,
+            format!("the service's maximum is {max}"),
+        ));
+        max
+    } else {
+        count
+    }
+}
+
 /// One service's decision at one tick.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ServiceDecision {
