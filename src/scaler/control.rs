@@ -513,9 +513,9 @@ impl Controller {
             Ordering::Less => self.scale_down(now, rec, current, &mut clamps),
             Ordering::Equal => rec,
         };
-        let (min, max) = (self.spec.min, self.spec.max.max(self.spec.min));
         // 8. The spec's bounds.
         let mut desired = within_bounds(desired, &self.spec, &mut clamps);
+        let (min, max) = (self.spec.min, self.spec.max.max(self.spec.min));
 
         // Readiness: starts past the timeout are not capacity; ask for their replacements,
         // but only for the ready instances still missing: replacements that never become
