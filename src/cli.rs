@@ -79,9 +79,13 @@ pub enum Command {
         /// `second,web_arrivals,worker_arrivals`.
         #[arg(long, value_name = "FILE.csv")]
         trace: Option<std::path::PathBuf>,
-        /// ours, hpa, keda, microscaling (or all).
+        /// ours, hpa, keda, microscaling (or all), or schedule (with --schedule).
         #[arg(long, default_value = "ours")]
         policy: String,
+        /// For --policy schedule: instance counts from a CSV file, header `second,web,worker`,
+        /// each row the counts asked for from that second on (empty: unchanged).
+        #[arg(long, value_name = "FILE.csv")]
+        schedule: Option<std::path::PathBuf>,
         /// Print one JSON object instead of the table.
         #[arg(long)]
         json: bool,
@@ -292,6 +296,7 @@ pub async fn run(cli: Cli) -> u8 {
             start_delay,
             seed,
             config,
+            schedule,
         } => {
             let options = crate::scaler::simulate::Options {
                 scenario,
@@ -302,6 +307,7 @@ pub async fn run(cli: Cli) -> u8 {
                 start_delay,
                 seed,
                 config,
+                schedule,
             };
             match crate::scaler::simulate::command(&options) {
                 Ok(out) => {

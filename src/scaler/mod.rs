@@ -106,8 +106,9 @@ pub struct Observation {
     pub now: f64,
     /// Demand metric now: total in-flight requests (web) or weighted due backlog (worker).
     pub backlog: f64,
-    /// Work in progress on instances (in-flight jobs for the worker; equals part of the
-    /// backlog for web).
+    /// Work being served on instances, the part of `backlog` not waiting: jobs in progress
+    /// for the worker, requests holding a slot for web (the web tier has no wait for a slot
+    /// and publishes its in-flight count here too).
     pub in_service: f64,
     /// Arrivals per second over the last interval, if measured.
     pub arrival_rate: Option<f64>,

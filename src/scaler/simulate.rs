@@ -32,7 +32,8 @@
 //! # Policies
 //!
 //! See [`policies`]: `ours` (the real [`super::control::Controller`]), `hpa`, `keda`,
-//! `microscaling` (the original PD law).
+//! `microscaling` (the original PD law), and `schedule`: fixed counts from a CSV
+//! ([`schedule`]), for a what-if or, written knowing the demand, a bound on any policy.
 //!
 //! # Scenarios
 //!
@@ -50,6 +51,7 @@
 //! flight on 4 slots is 75% busy) is reported beside it as `slot_utilization_pct`.
 
 pub mod policies;
+pub mod schedule;
 mod svg;
 
 use std::collections::VecDeque;
@@ -62,6 +64,7 @@ use super::control::ControlParams;
 use super::{MetricKind, Observation, ServiceSpec};
 pub use policies::Policy;
 use policies::ServicePolicy;
+pub use schedule::{Schedule, parse_schedule};
 pub use svg::render_svg;
 
 /// Simulation step, seconds.
@@ -366,6 +369,109 @@ pub struct TraceError {
     pub message: String,
 }
 
+/// The rows of a CSV whose first column is `second` (a trace or a schedule): blank lines and
+/// `#` comments skipped, each row checked for its field count and its second (non-negative,
+/// after the previous row's, at most one day).
+pub(crate) struct CsvRows<'a> {
+    what: &'static str,
+    width: usize,
+    lines: Box<dyn Iterator<Item = (usize, &'a str)> + 'a>,
+    /// The header's line and columns (`second` first).
+    pub header_line: usize,
+    pub columns: Vec<&'a str>,
+    /// The last row's second, once read.
+    pub last: Option<f64>,
+}
+
+impl<'a> CsvRows<'a> {
+    /// Read the header of a `what` ("trace", "schedule"); `example` is a header to suggest.
+    pub(crate) fn new(
+        text: &'a str,
+        what: &'static str,
+        example: &str,
+    ) -> Result<CsvRows<'a>, TraceError> {
+        let mut lines = text
+            .lines()
+            .enumerate()
+            .map(|(i, l)| (i + 1, l.trim()))
+            .filter(|(_, l)| !l.is_empty() && !l.starts_with('#'));
+        let Some((header_line, header)) = lines.next() else {
+            return Err(TraceError {
+                line: 1,
+                message: format!("empty {what}: expected a header `{example}`"),
+            });
+        };
+        let columns: Vec<&str> = header.split(',').map(str::trim).collect();
+        if columns.first() != Some(&"second") {
+            return Err(TraceError {
+                line: header_line,
+                message: format!("expected a header starting with `second`, got {header:?}"),
+            });
+        }
+        Ok(CsvRows {
+            what,
+            width: columns.len(),
+            lines: Box::new(lines),
+            header_line,
+            columns,
+            last: None,
+        })
+    }
+
+    /// An error on the header's line.
+    pub(crate) fn header_error(&self, message: String) -> TraceError {
+        TraceError {
+            line: self.header_line,
+            message,
+        }
+    }
+
+    /// The `last` second, or an error when the file had a header and no rows.
+    pub(crate) fn finish(&self) -> Result<f64, TraceError> {
+        self.last
+            .ok_or_else(|| self.header_error(format!("the {} has a header but no rows", self.what)))
+    }
+}
+
+impl<'a> Iterator for CsvRows<'a> {
+    /// `(line, second, fields)`, `fields[0]` being the second as written.
+    type Item = Result<(usize, f64, Vec<&'a str>), TraceError>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        let (n, line) = self.lines.next()?;
+        let err = |message: String| Some(Err(TraceError { line: n, message }));
+        let fields: Vec<&str> = line.split(',').map(str::trim).collect();
+        if fields.len() != self.width {
+            return err(format!(
+                "expected {} fields, got {}",
+                self.width,
+                fields.len()
+            ));
+        }
+        let second = match fields[0].parse::<f64>() {
+            Ok(v) if v.is_finite() && v >= 0.0 => v,
+            _ => {
+                return err(format!(
+                    "second: expected a non-negative number, got {:?}",
+                    fields[0]
+                ));
+            }
+        };
+        if let Some(prev) = self.last
+            && second <= prev
+        {
+            return err(format!(
+                "second {second} is not after the previous row's {prev}"
+            ));
+        }
+        if second > 86_400.0 {
+            return err(format!("{}s are limited to one day (86400 s)", self.what));
+        }
+        self.last = Some(second);
+        Some(Ok((n, second, fields)))
+    }
+}
+
 /// Parse a trace CSV.
 ///
 /// The first line (after blank lines and `#` comments) is a header: `second` and then either
@@ -375,25 +481,8 @@ pub struct TraceError {
 /// in the Microscaling queue demos); web then gets a constant 40 requests/s. The trace lasts
 /// until its last second + 1.
 pub fn parse_trace(text: &str) -> Result<Trace, TraceError> {
-    let err = |line, message: String| TraceError { line, message };
-    let mut lines = text
-        .lines()
-        .enumerate()
-        .map(|(i, l)| (i + 1, l.trim()))
-        .filter(|(_, l)| !l.is_empty() && !l.starts_with('#'));
-    let Some((header_line, header)) = lines.next() else {
-        return Err(err(
-            1,
-            "empty trace: expected a header `second,arrivals`".into(),
-        ));
-    };
-    let columns: Vec<&str> = header.split(',').map(str::trim).collect();
-    if columns.first() != Some(&"second") {
-        return Err(err(
-            header_line,
-            format!("expected a header starting with `second`, got {header:?}"),
-        ));
-    }
+    let mut rows = CsvRows::new(text, "trace", "second,arrivals")?;
+    let columns = rows.columns.clone();
     let (mut web_col, mut worker_col, mut plain) = (None, None, false);
     for (i, c) in columns.iter().enumerate().skip(1) {
         let slot = match *c {
@@ -404,85 +493,54 @@ pub fn parse_trace(text: &str) -> Result<Trace, TraceError> {
             "worker_arrivals" => &mut worker_col,
             "web_arrivals" => &mut web_col,
             other => {
-                return Err(err(
-                    header_line,
-                    format!(
-                        "unknown column {other:?} (expected arrivals, or web_arrivals and worker_arrivals)"
-                    ),
-                ));
+                return Err(rows.header_error(format!(
+                    "unknown column {other:?} (expected arrivals, or web_arrivals and worker_arrivals)"
+                )));
             }
         };
         if slot.is_some() {
-            return Err(err(
-                header_line,
+            return Err(rows.header_error(
                 "arrivals and worker_arrivals both give the worker's arrivals: use one".into(),
             ));
         }
         *slot = Some(i);
     }
     if plain && web_col.is_some() {
-        return Err(err(
-            header_line,
-            "use `arrivals` alone, or `web_arrivals,worker_arrivals`".into(),
-        ));
+        return Err(
+            rows.header_error("use `arrivals` alone, or `web_arrivals,worker_arrivals`".into())
+        );
     }
     if web_col.is_none() && worker_col.is_none() {
-        return Err(err(header_line, "no arrivals column".into()));
+        return Err(rows.header_error("no arrivals column".into()));
     }
     let mut web = Vec::new();
     let mut worker = Vec::new();
-    let mut last: Option<f64> = None;
-    for (n, line) in lines {
-        let fields: Vec<&str> = line.split(',').map(str::trim).collect();
-        if fields.len() != columns.len() {
-            return Err(err(
-                n,
-                format!("expected {} fields, got {}", columns.len(), fields.len()),
-            ));
-        }
-        let number = |i: usize, what: &str| -> Result<f64, TraceError> {
+    for row in rows.by_ref() {
+        let (n, second, fields) = row?;
+        let number = |i: usize| -> Result<f64, TraceError> {
             match fields[i].parse::<f64>() {
                 Ok(v) if v.is_finite() && v >= 0.0 => Ok(v),
-                _ => Err(err(
-                    n,
-                    format!(
-                        "{what}: expected a non-negative number, got {:?}",
-                        fields[i]
+                _ => Err(TraceError {
+                    line: n,
+                    message: format!(
+                        "{}: expected a non-negative number, got {:?}",
+                        columns[i], fields[i]
                     ),
-                )),
+                }),
             }
         };
-        let second = number(0, "second")?;
-        if let Some(prev) = last
-            && second <= prev
-        {
-            return Err(err(
-                n,
-                format!("second {second} is not after the previous row's {prev}"),
-            ));
-        }
-        if second > 86_400.0 {
-            return Err(err(n, "traces are limited to one day (86400 s)".into()));
-        }
-        last = Some(second);
         if let Some(i) = web_col {
-            web.push((second, number(i, columns[i])?));
+            web.push((second, number(i)?));
         }
         match worker_col {
-            Some(i) => worker.push((second, number(i, columns[i])?)),
+            Some(i) => worker.push((second, number(i)?)),
             None => worker.push((second, 0.0)),
         }
     }
-    let Some(last) = last else {
-        return Err(err(
-            header_line,
-            "the trace has a header but no rows".into(),
-        ));
-    };
     Ok(Trace {
         web: web_col.map(|_| web),
         worker,
-        duration: last + 1.0,
+        duration: rows.finish()? + 1.0,
     })
 }
 
@@ -498,6 +556,8 @@ pub struct SimConfig {
     pub seed: u64,
     /// The control law's parameters for `ours`.
     pub control: ControlParams,
+    /// The counts `schedule` asks for.
+    pub schedule: Option<Schedule>,
 }
 
 impl SimConfig {
@@ -509,6 +569,7 @@ impl SimConfig {
             stop_delay: STOP_DELAY,
             seed,
             control: ControlParams::default(),
+            schedule: None,
         }
     }
 }
@@ -696,7 +757,12 @@ impl ServiceState {
             .collect();
         ServiceState {
             model: m.clone(),
-            policy: ServicePolicy::new(config.policy, &m.spec, &config.control),
+            policy: ServicePolicy::new(
+                config.policy,
+                &m.spec,
+                &config.control,
+                config.schedule.as_ref(),
+            ),
             queue: (0..m.initial_backlog).map(|_| 0.0).collect(),
             instances,
             target: m.initial_instances,
@@ -1176,6 +1242,8 @@ pub struct Options {
     pub seed: u64,
     /// A scaler configuration file whose `[control]` table `ours` uses.
     pub config: Option<std::path::PathBuf>,
+    /// The schedule CSV `--policy schedule` follows.
+    pub schedule: Option<std::path::PathBuf>,
 }
 
 /// A failed `simulate`: one line for the terminal, and whether the input was at fault.
@@ -1208,7 +1276,7 @@ pub fn command(options: &Options) -> Result<String, CommandError> {
     } else {
         vec![Policy::parse(&options.policy).ok_or_else(|| {
             bad(format!(
-                "unknown policy {:?} (expected ours, hpa, keda, microscaling or all)",
+                "unknown policy {:?} (expected ours, hpa, keda, microscaling, schedule or all)",
                 options.policy
             ))
         })?]
@@ -1236,6 +1304,41 @@ pub fn command(options: &Options) -> Result<String, CommandError> {
             vec![Scenario::from_trace(&name, &trace)]
         }
     };
+    let schedule = match (&options.schedule, policies.contains(&Policy::Schedule)) {
+        (None, false) => None,
+        (None, true) => {
+            return Err(bad("--policy schedule needs --schedule FILE.csv".into()));
+        }
+        (Some(_), false) => {
+            return Err(bad(
+                "--schedule is followed only by --policy schedule".into()
+            ));
+        }
+        (Some(path), true) => {
+            let text = std::fs::read_to_string(path)
+                .map_err(|e| bad(format!("{}: {e}", path.display())))?;
+            let schedule =
+                parse_schedule(&text).map_err(|e| bad(format!("{}: {e}", path.display())))?;
+            for name in schedule.names() {
+                for scenario in &scenarios {
+                    if !scenario.services.iter().any(|s| s.spec.name == name) {
+                        let known: Vec<&str> = scenario
+                            .services
+                            .iter()
+                            .map(|s| s.spec.name.as_str())
+                            .collect();
+                        return Err(bad(format!(
+                            "{}: column {name:?} names no service of {} (expected {})",
+                            path.display(),
+                            scenario.name,
+                            known.join(", ")
+                        )));
+                    }
+                }
+            }
+            Some(schedule)
+        }
+    };
     let control = match &options.config {
         Some(path) => super::supervisor::control_params(
             &super::services::control_from_file(path).map_err(|e| bad(e.to_string()))?,
@@ -1248,6 +1351,7 @@ pub fn command(options: &Options) -> Result<String, CommandError> {
             policies.iter().map(|&policy| {
                 run(&SimConfig {
                     control: control.clone(),
+                    schedule: schedule.clone(),
                     ..SimConfig::new(scenario.clone(), policy, options.start_delay, options.seed)
                 })
             })

@@ -20,6 +20,9 @@
 //!   max − min, min/max, and no action while `running != requested` (act only when settled;
 //!   `running` is the ready instances). Web's `q` is total in-flight and its `T` is target ×
 //!   requested instances. Its own allocation pass is replaced by ours.
+//! - `schedule`: a fixed plan of counts read from a CSV ([`super::schedule`]), whatever the
+//!   load: KEDA's cron scaler, an operator's plan, or a schedule written knowing the demand
+//!   (a bound on what any policy could do). Not part of `--policy all`: it needs its file.
 
 use std::collections::VecDeque;
 
@@ -27,6 +30,8 @@ use serde::Serialize;
 
 use crate::scaler::control::{ControlParams, Controller};
 use crate::scaler::{MetricKind, Observation, ServiceSpec};
+
+use super::schedule::{Schedule, count_at};
 
 /// HPA/KEDA target per replica for the queue (KEDA's default `listLength`).
 pub const QUEUE_TARGET_PER_REPLICA: f64 = 5.0;
@@ -53,6 +58,7 @@ pub enum Policy {
     Hpa,
     Keda,
     Microscaling,
+    Schedule,
 }
 
 impl Policy {
@@ -69,11 +75,16 @@ impl Policy {
             Policy::Hpa => "hpa",
             Policy::Keda => "keda",
             Policy::Microscaling => "microscaling",
+            Policy::Schedule => "schedule",
         }
     }
 
+    /// A policy by name; `schedule` too, which [`Policy::ALL`] leaves out.
     pub fn parse(name: &str) -> Option<Policy> {
-        Policy::ALL.into_iter().find(|p| p.name() == name)
+        Policy::ALL
+            .into_iter()
+            .chain([Policy::Schedule])
+            .find(|p| p.name() == name)
     }
 }
 
@@ -83,11 +94,24 @@ pub enum ServicePolicy {
     Ours(Box<Controller>),
     Hpa(Hpa),
     Micro(Micro),
+    /// The service's steps from a schedule (none: it keeps the count it starts with).
+    Scheduled(Vec<(f64, u32)>),
 }
 
 impl ServicePolicy {
-    pub fn new(policy: Policy, spec: &ServiceSpec, control: &ControlParams) -> ServicePolicy {
+    pub fn new(
+        policy: Policy,
+        spec: &ServiceSpec,
+        control: &ControlParams,
+        schedule: Option<&Schedule>,
+    ) -> ServicePolicy {
         match policy {
+            Policy::Schedule => ServicePolicy::Scheduled(
+                schedule
+                    .and_then(|s| s.steps(&spec.name))
+                    .map(<[_]>::to_vec)
+                    .unwrap_or_default(),
+            ),
             Policy::Ours => ServicePolicy::Ours(Box::new(Controller::new(spec, control.clone()))),
             Policy::Hpa => ServicePolicy::Hpa(Hpa::new(spec, None)),
             Policy::Keda => ServicePolicy::Hpa(Hpa::new(spec, Some(KEDA_POLL))),
@@ -113,6 +137,10 @@ impl ServicePolicy {
                 let d = m.desired(obs, target);
                 (d, d, d)
             }
+            ServicePolicy::Scheduled(steps) => {
+                let d = count_at(steps, obs.now).unwrap_or(target);
+                (d, d, d)
+            }
         }
     }
 
@@ -120,7 +148,7 @@ impl ServicePolicy {
     pub fn applied(&mut self, now: f64, target: u32) {
         match self {
             ServicePolicy::Ours(c) => c.applied(now, target),
-            ServicePolicy::Hpa(_) => {}
+            ServicePolicy::Hpa(_) | ServicePolicy::Scheduled(_) => {}
             ServicePolicy::Micro(m) => m.requested = target,
         }
     }
