@@ -648,9 +648,9 @@ fn on_bursty_no_fixed_split_reaches_half_of_hpas_time_over_target() {
 
 /// The README's profile for fewer scaling actions (longer hold, wider bands) does what the
 /// README says, read the way `simulate --config` and `up` read it: on seed 1 it makes less
-/// than half of the defaults' actions (measured 158 against 436; HPA 122) and meets the
+/// than half of the defaults' actions (measured 159 against 419; HPA 122) and meets the
 /// actions target on more runs (5 of 12 against 1), and it pays in time over target (half
-/// of HPA's on 6 of 12 against 9). `docs/BENCHMARKS.md`, "the damping frontier", has the
+/// of HPA's on 8 of 12 against 10). `docs/BENCHMARKS.md`, "the damping frontier", has the
 /// sweep this profile comes from.
 #[test]
 fn the_readmes_fewer_actions_profile_trades_time_over_target_for_actions() {
