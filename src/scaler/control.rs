@@ -1614,6 +1614,30 @@ mod tests {
     }
 
     #[test]
+    fn web_is_sized_on_the_requests_being_served_not_on_their_wait() {
+        // 4 instances of 4 slots, all busy, 24 more waiting for a slot: 40 in flight.
+        // Completions 80/s over 16 in service: 0.2 s each. Arrivals as many: at 80/s a
+        // pool where none waits has 16 in flight, so the need is (16 + 2.33·4) / 3 = 8.4,
+        // essential (16 + 4) / 3 = 6.7. Counting the waiting 24 would ask for 18.
+        let s = spec(MetricKind::InFlight, 3.0, 1, 32);
+        let mut c = Controller::new(&s, ControlParams::default());
+        let p = c.propose(&Observation {
+            now: 0.0,
+            backlog: 40.0,
+            in_service: 16.0,
+            arrival_rate: Some(80.0),
+            completion_rate: Some(80.0),
+            ready: 4,
+            starting: 0,
+            stopping: 0,
+            fresh: true,
+        });
+        let want = (16.0 + IN_FLIGHT_Z * 4.0) / 3.0;
+        assert!((p.raw - want).abs() < 1e-9, "raw {}", p.raw);
+        assert_eq!((p.desired, p.essential), (9, 7));
+    }
+
+    #[test]
     fn the_essential_count_keeps_up_without_the_headroom() {
         // Web: 10 in flight at 5 per instance. Its need is sized for the 99th percentile
         // (10 + 2.33·√10 = 17.4: 4 instances), its essential count for the 84th (10 + √10
