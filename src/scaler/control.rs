@@ -65,9 +65,11 @@
 //! Counting only requests being served, web peaks at 13, the worker keeps 3 and is over
 //! target 6.6% of the run. Seeds 1-10: the time-over target is met on 96 runs of 120
 //! instead of 80, with 8% fewer actions (`docs/BENCHMARKS.md`, "Scaler"). The web tier
-//! itself has no wait for a slot: it publishes its in-flight count as both. The count of requests in flight fluctuates like a Poisson count (variance = mean),
-//! so sizing for the mean keeps each instance over target about half of the time (this is
-//! what HPA does); `z·√L̂` sizes for the 99th percentile instead.
+//! itself has no wait for a slot: it publishes its in-flight count as both.
+//!
+//! The count of requests in flight fluctuates like a Poisson count (variance = mean), so
+//! sizing for the mean keeps each instance over target about half of the time (this is what
+//! HPA does); `z·√L̂` sizes for the 99th percentile instead.
 //!
 //! `a`, `ε`, `z` and the hysteresis below are [`ControlParams`] fields (`drain_aim`,
 //! `queue_over_target`, `in_flight_z`, `up_hysteresis`) with these defaults, so a scaler config's

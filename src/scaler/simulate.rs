@@ -376,11 +376,11 @@ pub(crate) struct CsvRows<'a> {
     what: &'static str,
     width: usize,
     lines: Box<dyn Iterator<Item = (usize, &'a str)> + 'a>,
-    /// The header's line and columns (`second` first).
-    pub header_line: usize,
-    pub columns: Vec<&'a str>,
+    header_line: usize,
     /// The last row's second, once read.
-    pub last: Option<f64>,
+    last: Option<f64>,
+    /// The header's columns (`second` first).
+    pub columns: Vec<&'a str>,
 }
 
 impl<'a> CsvRows<'a> {
