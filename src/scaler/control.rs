@@ -18,7 +18,9 @@
 //!
 //! - `λ̂` (jobs/s): arrival rate, EWMA-smoothed with a half-life of `ewma_half_life` seconds
 //!   (weight of a new sample `1 − 2^(−Δt / half_life)`, so the smoothing is the same at any
-//!   tick). The feed-forward term: enough instances to keep up with what arrives.
+//!   tick). The feed-forward term: enough instances to keep up with what arrives. Every
+//!   estimate here is bias-corrected (`Ewma`, below): its first readings average with equal
+//!   shares instead of the first one standing in for all the history before it.
 //! - `Erlang(R, target, ε)` ([`queue_size`]): the fewest instances at which, were arrivals to
 //!   stay at `λ̂` (Poisson, exponential service: M/M/n), the backlog (waiting plus in
 //!   service) would be over its target at most `ε` of the time; interpolated between whole
@@ -412,17 +414,17 @@ pub struct Controller {
     spec: ServiceSpec,
     params: ControlParams,
     /// Smoothed arrival rate (per second).
-    lambda: Option<f64>,
+    lambda: Ewma,
     /// Service rate per ready instance (per second), QueueDepth only: `slots · X̂ / L̄`.
     mu: Option<f64>,
     /// Smoothed jobs in service, QueueDepth only.
-    in_service: Option<f64>,
+    in_service: Ewma,
     /// Smoothed jobs one instance runs at once, measured while jobs wait, QueueDepth only.
-    slots: Option<f64>,
+    slots: Ewma,
     /// Smoothed requests being served (not waiting for a slot), InFlight only.
-    serving: Option<f64>,
+    serving: Ewma,
     /// Smoothed completion rate (per second).
-    throughput: Option<f64>,
+    throughput: Ewma,
     /// Time of the last fresh observation used for the estimates.
     last_update: Option<f64>,
     /// Time of the last observation (fresh or not).
@@ -452,12 +454,12 @@ impl Controller {
         Controller {
             spec: spec.clone(),
             params,
-            lambda: None,
+            lambda: Ewma::default(),
             mu: None,
-            in_service: None,
-            slots: None,
-            serving: None,
-            throughput: None,
+            in_service: Ewma::default(),
+            slots: Ewma::default(),
+            serving: Ewma::default(),
+            throughput: Ewma::default(),
             last_update: None,
             last_now: None,
             recommendations: VecDeque::new(),
@@ -484,7 +486,7 @@ impl Controller {
 
     /// The smoothed arrival rate (per second), once measured.
     pub fn arrival_rate(&self) -> Option<f64> {
-        self.lambda
+        self.lambda.get()
     }
 
     /// The per-instance service rate in use (per second; the initial one until measured).
@@ -885,27 +887,22 @@ impl Controller {
     }
 
     fn update_estimates(&mut self, obs: &Observation) {
-        let weight = match self.last_update {
-            None => 1.0,
-            Some(last) => {
-                let dt = (obs.now - last).max(0.0);
-                if self.params.ewma_half_life > 0.0 {
-                    1.0 - 0.5f64.powf(dt / self.params.ewma_half_life)
-                } else {
-                    1.0
-                }
-            }
+        // The first reading has no interval before it: it counts as one second of evidence
+        // (the estimates are bias-corrected, so this only sets its share against the next).
+        let dt = self
+            .last_update
+            .map_or(1.0, |last| (obs.now - last).max(0.0));
+        let weight = if self.params.ewma_half_life > 0.0 {
+            1.0 - 0.5f64.powf(dt / self.params.ewma_half_life)
+        } else {
+            1.0
         };
         self.last_update = Some(obs.now);
-        let blend = |old: Option<f64>, sample: f64| match old {
-            None => sample,
-            Some(old) => old + weight * (sample - old),
-        };
         if let Some(arrivals) = obs.arrival_rate.filter(|r| r.is_finite() && *r >= 0.0) {
-            self.lambda = Some(blend(self.lambda, arrivals));
+            self.lambda.update(arrivals, weight);
         }
         if self.spec.metric == MetricKind::InFlight && obs.in_service.is_finite() {
-            self.serving = Some(blend(self.serving, obs.in_service.max(0.0)));
+            self.serving.update(obs.in_service.max(0.0), weight);
         }
         let Some(completions) = obs.completion_rate.filter(|r| r.is_finite() && *r >= 0.0) else {
             return;
@@ -918,31 +915,27 @@ impl Controller {
                 // A job's service time changes with the job mix, slowly: it is smoothed over
                 // SERVICE_TIME_SMOOTHING half-lives, so its noise does not move the law.
                 let slow = 1.0 - (1.0 - weight).powf(1.0 / SERVICE_TIME_SMOOTHING);
-                let blend_slow = |old: Option<f64>, sample: f64| match old {
-                    None => sample,
-                    Some(old) => old + slow * (sample - old),
-                };
                 if obs.in_service.is_finite() {
-                    self.in_service = Some(blend_slow(self.in_service, obs.in_service.max(0.0)));
+                    self.in_service.update(obs.in_service.max(0.0), slow);
                 }
-                self.throughput = Some(blend_slow(self.throughput, completions));
+                self.throughput.update(completions, slow);
                 // Jobs one instance runs at once: exact at a moment a job waits, when every
                 // slot of every instance (stopping ones still finish theirs) is busy.
                 let waiting = obs.backlog - obs.in_service;
                 let hosts = obs.ready + obs.stopping;
                 if waiting >= 0.5 && hosts > 0 && obs.in_service >= 1.0 {
                     let slots = (obs.in_service / f64::from(hosts)).max(1.0);
-                    self.slots = Some(blend(self.slots, slots));
+                    self.slots.update(slots, weight);
                 }
-                if let (Some(l), Some(x)) = (self.in_service, self.throughput)
+                if let (Some(l), Some(x)) = (self.in_service.get(), self.throughput.get())
                     && l > 1e-6
                     && x > 0.0
                 {
-                    self.mu = Some(self.slots.unwrap_or(1.0) * x / l);
+                    self.mu = Some(self.slots.get().unwrap_or(1.0) * x / l);
                 }
             }
             MetricKind::InFlight => {
-                self.throughput = Some(blend(self.throughput, completions));
+                self.throughput.update(completions, weight);
             }
         }
     }
@@ -977,7 +970,7 @@ impl Controller {
                 if mu <= 0.0 {
                     return f64::INFINITY;
                 }
-                let r = self.lambda.unwrap_or(0.0) / mu;
+                let r = self.lambda.get().unwrap_or(0.0) / mu;
                 let n = queue_size(r, target, self.params.essential_over_target);
                 if obs.backlog > 0.0 { n.max(1.0) } else { n }
             }
@@ -994,8 +987,8 @@ impl Controller {
     /// Web's expected requests in flight at the estimated arrival rate on a pool where none
     /// waits (Little's law with `S = L̄_s / X̂`).
     fn expected_in_flight(&self) -> f64 {
-        let mean = self.serving.unwrap_or(0.0);
-        match (self.lambda, self.throughput) {
+        let mean = self.serving.get().unwrap_or(0.0);
+        match (self.lambda.get(), self.throughput.get()) {
             (Some(l), Some(x)) if x > 0.0 => mean * (l / x).clamp(0.0, MAX_GROWTH),
             _ => mean,
         }
@@ -1006,7 +999,7 @@ impl Controller {
         let target = self.spec.target;
         match self.spec.metric {
             MetricKind::QueueDepth => {
-                let lambda = self.lambda.unwrap_or(0.0);
+                let lambda = self.lambda.get().unwrap_or(0.0);
                 let drain = if self.params.drain_time > 0.0 {
                     (obs.backlog - self.params.drain_aim * target).max(0.0) / self.params.drain_time
                 } else {
@@ -1036,6 +1029,42 @@ impl Controller {
                 headroom / target
             }
         }
+    }
+}
+
+/// An exponentially weighted moving average that weighs every reading by its decay only:
+/// bias-corrected, so the first reading does not outweigh the ones after it.
+///
+/// The plain recursion `m ← m + w·(x − m)` has to start somewhere. Started at the first
+/// reading, that reading keeps weight `(1 − w)^k` after `k` more, against `w` for each later
+/// one: with the worker's service time smoothed over a 20 s half-life and a 0.5 s tick, the
+/// first interval (no job finished yet: 0 completions) still had 93% of the weight after
+/// 1.5 s, and the measured service rate read 0.07 jobs/s for a true 2. The law asked for
+/// 110 instances. Dividing by the weight accumulated so far, `c ← (1 − w)·c + w`, gives each
+/// reading its share `w/c`: the first readings average equally, and after a few half-lives
+/// it is the plain EWMA.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+struct Ewma {
+    value: Option<f64>,
+    /// Weight accumulated by the readings so far: `1 − Π(1 − w)`.
+    weight: f64,
+}
+
+impl Ewma {
+    /// Add a reading with weight `w` in (0, 1] (`1 − 0.5^(dt / half_life)`).
+    fn update(&mut self, sample: f64, w: f64) {
+        let w = w.clamp(0.0, 1.0);
+        let weight = self.weight * (1.0 - w) + w;
+        self.value = Some(match self.value {
+            Some(v) if weight > 0.0 => v + (w / weight) * (sample - v),
+            Some(v) => v,
+            None => sample,
+        });
+        self.weight = weight;
+    }
+
+    fn get(&self) -> Option<f64> {
+        self.value
     }
 }
 
@@ -1339,8 +1368,40 @@ mod tests {
             coarse.propose(&obs(k as f64, 1, 0.0, 10.0, 0.0));
         }
         let (f, c) = (fine.arrival_rate().unwrap(), coarse.arrival_rate().unwrap());
-        assert!((f - 5.0).abs() < 1e-9, "fine {f}");
-        assert!((c - 5.0).abs() < 1e-9, "coarse {c}");
+        // The reading of 0 at t = 0 counts as one second of evidence (weight w₁); after one
+        // half-life the readings of 10 weigh 1/2 and it (1/2)·w₁: bias-corrected, the
+        // estimate is 10 · ½ / (½ + ½·w₁), about 8.85 (the plain EWMA, started at the
+        // first reading, was half way: 5).
+        let w1 = 1.0 - 0.5f64.powf(1.0 / 5.0);
+        let expected = 10.0 * 0.5 / (0.5 + 0.5 * w1);
+        assert!((f - expected).abs() < 1e-9, "fine {f}, expected {expected}");
+        assert!(
+            (c - expected).abs() < 1e-9,
+            "coarse {c}, expected {expected}"
+        );
+    }
+
+    #[test]
+    fn the_first_reading_does_not_outweigh_the_next_ones() {
+        // A worker pool started empty: two instances each take a job at t = 0, so the first
+        // interval sees them busy and nothing finished yet; from then on each completes two
+        // jobs a second. The service time is smoothed over four 5 s half-lives: started at
+        // its first reading (0 completions), the plain EWMA still gave that reading 93% of
+        // the weight after 1.5 s, measured 0.07 jobs/s per instance for a true 2, and the law
+        // asked for 110 instances for 4 jobs/s (`simulate --scenario step --seed 3`).
+        let mut c = Controller::new(&queue(1, 200), ControlParams::default());
+        let mut first = obs(0.0, 2, 2.0, 4.0, 0.0);
+        (first.arrival_rate, first.completion_rate) = (None, None);
+        c.propose(&first);
+        c.propose(&obs(0.5, 2, 2.0, 4.0, 0.0));
+        let mut last = None;
+        for k in 2..=5 {
+            last = Some(c.propose(&obs(f64::from(k) * 0.5, 2, 2.0, 4.0, 4.0)));
+        }
+        let mu = c.service_rate();
+        assert!(mu > 1.5 && mu <= 2.0, "μ̂ {mu:.2} after 2.5 s, true 2");
+        let raw = last.unwrap().raw;
+        assert!(raw < 6.0, "raw {raw:.1} instances for 4 jobs/s at 2 each");
     }
 
     #[test]
