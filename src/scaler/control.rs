@@ -1038,9 +1038,9 @@ impl Controller {
 /// The plain recursion `m ← m + w·(x − m)` has to start somewhere. Started at the first
 /// reading, that reading keeps weight `(1 − w)^k` after `k` more, against `w` for each later
 /// one: with the worker's service time smoothed over a 20 s half-life and a 0.5 s tick, the
-/// first interval (no job finished yet: 0 completions) still had 93% of the weight after
-/// 1.5 s, and the measured service rate read 0.07 jobs/s for a true 2. The law asked for
-/// 110 instances. Dividing by the weight accumulated so far, `c ← (1 − w)·c + w`, gives each
+/// first interval (no job finished yet: 0 completions) keeps 97% of the weight two readings
+/// (1 s) later and 93% after four. In `simulate --scenario step --seed 3` the measured service
+/// rate read 0.07 jobs/s for a true 2 at 1.5 s, and the law asked for 110 instances. Dividing by the weight accumulated so far, `c ← (1 − w)·c + w`, gives each
 /// reading its share `w/c`: the first readings average equally, and after a few half-lives
 /// it is the plain EWMA.
 #[derive(Debug, Clone, Copy, Default, PartialEq)]
@@ -1386,9 +1386,10 @@ mod tests {
         // A worker pool started empty: two instances each take a job at t = 0, so the first
         // interval sees them busy and nothing finished yet; from then on each completes two
         // jobs a second. The service time is smoothed over four 5 s half-lives: started at
-        // its first reading (0 completions), the plain EWMA still gave that reading 93% of
-        // the weight after 1.5 s, measured 0.07 jobs/s per instance for a true 2, and the law
-        // asked for 110 instances for 4 jobs/s (`simulate --scenario step --seed 3`).
+        // its first reading (0 completions), the plain EWMA still gives that reading 93% of
+        // the weight at 2.5 s (four readings later). In `simulate --scenario step --seed 3`
+        // it measured 0.07 jobs/s per instance for a true 2 and the law asked for 110
+        // instances for 4 jobs/s.
         let mut c = Controller::new(&queue(1, 200), ControlParams::default());
         let mut first = obs(0.0, 2, 2.0, 4.0, 0.0);
         (first.arrival_rate, first.completion_rate) = (None, None);
